@@ -1,0 +1,122 @@
+"""Dual search / latent arithmetic: v = normalise(w_q·q − Σ w_s·s + Σ w_a·a).
+
+Each term is a text, an image or a ready vector, with a weight. `compose` returns every intermediate
+vector (the query, the running sum after each term, the normalised result) so that the app can draw the
+moves; `dual_search` adds the hits for the original and the modified query. A result that cancels out
+(the query minus itself) is a `QueryError`, never a vector of NaNs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from .encoders.base import Encoder
+from .errors import QueryError
+from .index import Hit, Index
+from .search import check_text
+
+MIN_NORM = 1e-3
+
+
+@dataclass(frozen=True)
+class Term:
+    """One operand: `value` is a text, a PIL image or an embedding; `label` names it in plots."""
+
+    value: str | Image.Image | np.ndarray
+    weight: float = 1.0
+    label: str = ""
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        if isinstance(self.value, str):
+            return self.value
+        return "image" if isinstance(self.value, Image.Image) else "vector"
+
+
+@dataclass
+class Step:
+    label: str
+    sign: int
+    weight: float
+    term_vector: np.ndarray
+    running: np.ndarray
+
+
+@dataclass
+class Composition:
+    """The query vector, each step's running sum, and the normalised result."""
+
+    query: np.ndarray
+    steps: list[Step] = field(default_factory=list)
+    result: np.ndarray | None = None
+
+    def path(self) -> list[tuple[str, np.ndarray]]:
+        """(label, vector) from the query through every step to the normalised result."""
+        points = [("query", self.query)]
+        points += [(("+ " if s.sign > 0 else "− ") + s.label, s.running) for s in self.steps]
+        return points + [("result", self.result)]
+
+
+@dataclass
+class DualSearchResult:
+    composition: Composition
+    original: list[Hit]
+    modified: list[Hit]
+
+
+def embed_term(encoder: Encoder, term: Term) -> np.ndarray:
+    if isinstance(term.value, str):
+        return encoder.encode_text([check_text(term.value, "term")])[0]
+    if isinstance(term.value, Image.Image):
+        return encoder.encode_image([term.value])[0]
+    vector = np.asarray(term.value, dtype=np.float32).reshape(-1)
+    if vector.shape[0] != encoder.dim:
+        raise QueryError(f"a vector term has {vector.shape[0]} dimensions; the encoder uses {encoder.dim}")
+    return vector
+
+
+def combine(
+    query: np.ndarray, subtract: Sequence[tuple[np.ndarray, float, str]] = (),
+    add: Sequence[tuple[np.ndarray, float, str]] = (), query_weight: float = 1.0,
+) -> Composition:
+    """Pure vector arithmetic on (vector, weight, label) triples; subtractions first, then additions."""
+    query = np.asarray(query, dtype=np.float32)
+    running = query_weight * query
+    composition = Composition(query=query)
+    for sign, terms in ((-1, subtract), (1, add)):
+        for vector, weight, label in terms:
+            running = running + sign * weight * np.asarray(vector, dtype=np.float32)
+            composition.steps.append(Step(label, sign, weight, np.asarray(vector, dtype=np.float32), running.copy()))
+    norm = float(np.linalg.norm(running))
+    if not np.isfinite(norm) or norm < MIN_NORM:
+        raise QueryError("the terms cancel out (the result is a zero vector): change a term or a weight")
+    composition.result = (running / norm).astype(np.float32)
+    return composition
+
+
+def compose(
+    encoder: Encoder, query: Term, subtract: Sequence[Term] = (), add: Sequence[Term] = ()
+) -> Composition:
+    """Embed every term and combine them."""
+    return combine(
+        embed_term(encoder, query),
+        [(embed_term(encoder, t), t.weight, t.describe()) for t in subtract],
+        [(embed_term(encoder, t), t.weight, t.describe()) for t in add],
+        query_weight=query.weight,
+    )
+
+
+def dual_search(
+    index: Index, encoder: Encoder, query: Term, subtract: Sequence[Term] = (), add: Sequence[Term] = (),
+    k: int = 10, **filters,
+) -> DualSearchResult:
+    composition = compose(encoder, query, subtract, add)
+    original = composition.query / max(float(np.linalg.norm(composition.query)), 1e-12)
+    return DualSearchResult(
+        composition, index.search(original, k, **filters), index.search(composition.result, k, **filters)
+    )

@@ -1,0 +1,109 @@
+"""`mirage bench`: the speed figures quoted in issues and model cards, measured the same way every time.
+
+* `bench_search`: text → top-10 (query encoding + exact search) over N vectors, p50/p95 in ms, for
+  MIRAGE's lite path and, in the same run, the original MIRAGE's path: an open_clip ViT-L-14 text tower
+  (768-d outputs; random weights cost the same time as trained ones) and a full `argsort` of the scores.
+* `bench_build`: index building throughput (decode + preprocess + both encoders) in images per second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .corpus import Corpus
+from .index import Index, build_index
+
+QUERIES = [
+    "chest x-ray pneumothorax", "axial CT of the abdomen showing a liver lesion", "MRI brain T2 hyperintensity",
+    "ultrasound of the gallbladder with stones", "coronary angiography stenosis", "pelvic fracture radiograph",
+    "pacemaker generator and leads", "mammography spiculated mass", "PET-CT uptake in lymph nodes",
+    "sagittal MRI of the lumbar spine disc herniation",
+]
+
+
+def _timings(run: Callable[[str], None], repeats: int) -> dict:
+    for query in QUERIES[:3]:
+        run(query)
+    samples = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        run(QUERIES[i % len(QUERIES)])
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(float(np.percentile(samples, 50)), 2), "p95_ms": round(float(np.percentile(samples, 95)), 2)}
+
+
+def _random_unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def bench_search(n: int = 65536, repeats: int = 50, encoder=None, baseline: bool = True) -> dict:
+    """p50/p95 of text → top-10 at n vectors, MIRAGE's lite path and the original's, in one run."""
+    from .corpus import Record
+    from .encoders import create_encoder
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    encoder = encoder or create_encoder("lite")
+    rows = _random_unit_rows(n, encoder.dim, seed=0)
+    records = [Record(id=str(i), image_path="", caption="") for i in range(n)]
+    index = Index(rows, rows, records, {"fingerprint": encoder.fingerprint})
+
+    def ours(query: str) -> None:
+        index.search(encoder.encode_text([query])[0], k=10)
+
+    result = {"n": n, "repeats": repeats, "threads": torch.get_num_threads(),
+              "mirage": {"encoder": encoder.name, "dim": encoder.dim, **_timings(ours, repeats)}}
+    if baseline:
+        result["original"] = _bench_original(n, repeats)
+        result["speedup_p50"] = round(result["original"]["p50_ms"] / result["mirage"]["p50_ms"], 1)
+    return result
+
+
+def _bench_original(n: int, repeats: int) -> dict:
+    import open_clip
+
+    model = open_clip.create_model("ViT-L-14", pretrained=None).eval()
+    model.visual = None  # only the text tower is timed; drop the 300M-parameter image tower
+    tokenizer = open_clip.get_tokenizer("ViT-L-14")
+    matrix = _random_unit_rows(n, 768, seed=1)
+
+    @torch.inference_mode()
+    def original(query: str) -> None:
+        vector = model.encode_text(tokenizer([query]))[0].numpy()
+        vector = vector / np.linalg.norm(vector)
+        np.argsort(-(matrix @ vector))[:10]
+
+    return {"encoder": "open_clip ViT-L-14 text tower (random weights), full argsort", "dim": 768,
+            **_timings(original, repeats)}
+
+
+def bench_build(corpus: Corpus, n: int = 256, encoder=None) -> dict:
+    """Images per second for building an index of the first n records (decode, preprocess, encode)."""
+    from .encoders import create_encoder
+
+    encoder = encoder or create_encoder("lite")
+    subset = Corpus(corpus.name, corpus.records[:n], corpus.skipped)
+    build_index(Corpus(corpus.name, corpus.records[:8]), encoder)  # warm-up: first-call allocations
+    started = time.perf_counter()
+    index = build_index(subset, encoder)
+    seconds = time.perf_counter() - started
+    return {"images": len(index), "seconds": round(seconds, 2), "images_per_s": round(len(index) / seconds, 1),
+            "encoder": encoder.name, "threads": torch.get_num_threads()}
+
+
+def describe(result: dict) -> str:
+    if "images_per_s" in result:
+        return f"built {result['images']} images in {result['seconds']} s: {result['images_per_s']} images/s"
+    lines = [f"text → top-10 over {result['n']:,} vectors ({result['repeats']} queries)"]
+    for key in ("mirage", "original"):
+        if key in result:
+            part = result[key]
+            lines.append(f"  {key:8s} p50 {part['p50_ms']:8.2f} ms  p95 {part['p95_ms']:8.2f} ms  ({part['encoder']})")
+    if "speedup_p50" in result:
+        lines.append(f"  speed-up at p50: {result['speedup_p50']}×")
+    return "\n".join(lines)
+

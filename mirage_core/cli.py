@@ -1,0 +1,300 @@
+"""`mirage` — the command line over the same functions the app's pages call.
+
+Every command has `--help` and `--json`. A mistake the user can fix (a missing folder, an empty query, an
+index built by another encoder) prints one line starting with `mirage: error:` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from .errors import MirageError
+
+TERM_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*\s*(.+)$")
+
+
+class UsageError(MirageError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's default prints usage; one clear line is friendlier
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _corpus_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("--roco", metavar="DIR", required=required,
+                        help="corpus: a ROCO split folder, a ROCO root (with --split), a ROCOv2 folder or a CSV")
+    parser.add_argument("--split", help="split of a ROCO/ROCOv2 root, e.g. test")
+    parser.add_argument("--licences", help="keep only these licences, e.g. 'CC BY,CC0'")
+
+
+def _encoder_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", help="'lite' (default), 'lite:PATH' or 'open_clip:<spec>'")
+    parser.add_argument("--device", help="cpu (default) or cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mirage", description="MIRAGE: retrieval over radiology images and captions.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    build = commands.add_parser("build-index", help="embed a corpus into an index folder")
+    _corpus_options(build)
+    _encoder_option(build)
+    build.add_argument("--out", metavar="DIR", help="index folder (default: under MIRAGE_HOME, keyed by model+corpus)")
+    build.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    search = commands.add_parser("search", help="find images (or captions) for a text or an image")
+    search.add_argument("query", nargs="?", help="the text query")
+    search.add_argument("--image", metavar="PATH", help="query with an image instead of text")
+    search.add_argument("--captions", action="store_true", help="return captions instead of images")
+    search.add_argument("--k", type=int, default=10)
+    search.add_argument("--modality", action="append", help="keep only this modality (repeatable)")
+    search.add_argument("--index", metavar="DIR", help="an index folder built by build-index")
+    _corpus_options(search)
+    _encoder_option(search)
+    search.add_argument("--json", action="store_true")
+
+    arith = commands.add_parser(
+        "arith", help="dual search: query − subtract + add",
+        description="Terms are texts, 'image:PATH', optionally weighted as 'W*term' (e.g. '0.5*soft tissue').",
+    )
+    arith.add_argument("query")
+    arith.add_argument("--minus", action="append", default=[], metavar="TERM")
+    arith.add_argument("--plus", action="append", default=[], metavar="TERM")
+    arith.add_argument("--k", type=int, default=10)
+    arith.add_argument("--index", metavar="DIR")
+    _corpus_options(arith)
+    _encoder_option(arith)
+    arith.add_argument("--json", action="store_true")
+
+    evaluate = commands.add_parser("eval", help="text→image and image→text recall on a corpus")
+    _corpus_options(evaluate, required=True)
+    _encoder_option(evaluate)
+    evaluate.add_argument("--heldout", action="store_true", help="only the deterministic held-out 20%% split")
+    evaluate.add_argument("--json", action="store_true")
+
+    train = commands.add_parser("train-encoder", help="train the lite heads (or fine-tune an open_clip model)")
+    _corpus_options(train, required=True)
+    _encoder_option(train)
+    train.add_argument("--out", metavar="DIR", required=True, help="folder for the trained weights")
+    train.add_argument("--all", action="store_true", help="train on every record (default: hold out 20%%)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--cache", metavar="DIR", help="where backbone features are cached")
+    train.add_argument("--json", action="store_true")
+
+    bench = commands.add_parser("bench", help="timings: search latency, index build throughput")
+    bench.add_argument("what", choices=["search", "build"])
+    bench.add_argument("--n", type=int, help="vectors in the index (search) or images to embed (build)")
+    bench.add_argument("--repeats", type=int, default=50)
+    _corpus_options(bench)
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+def _settings(args):
+    from .config import load_settings
+
+    return load_settings().with_overrides(
+        encoder=getattr(args, "encoder", None), corpus=getattr(args, "roco", None),
+        split=getattr(args, "split", None), licences=getattr(args, "licences", None),
+        device=getattr(args, "device", None),
+    )
+
+
+def _progress(label: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="img", file=sys.stderr, disable=None)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _load_corpus(settings):
+    from .corpus import load_corpus
+
+    return load_corpus(settings.corpus, split=settings.split or None, licences=settings.licences or None)
+
+
+def _open_index(args, settings, encoder):
+    from .index import build_index, load_index, save_index
+
+    if getattr(args, "index", None):
+        return load_index(args.index, encoder)
+    folder = settings.index_dir(encoder.fingerprint)
+    if (folder / "manifest.json").exists():
+        return load_index(folder, encoder)
+    index = build_index(_load_corpus(settings), encoder, progress=_progress("embedding corpus"))
+    save_index(index, folder)
+    return index
+
+
+def _hit_dict(hit, captions: bool = False) -> dict:
+    record = hit.record
+    return {
+        "id": record.id, "score": round(hit.score, 4), "modality": record.modality, "caption": record.caption,
+        "image": record.image_path, "licence": record.licence, "article": record.article_url,
+    }
+
+
+def _print_hits(hits, as_json: bool, extra: dict | None = None) -> None:
+    rows = [_hit_dict(h) for h in hits]
+    if as_json:
+        print(json.dumps({**(extra or {}), "results": rows}, ensure_ascii=False, indent=2))
+        return
+    for rank, row in enumerate(rows, 1):
+        caption = row["caption"] if len(row["caption"]) <= 100 else row["caption"][:97] + "…"
+        print(f"{rank:2d}. {row['score']:.3f}  {row['id']}  [{row['modality']}]  {caption}")
+
+
+def _parse_term(text: str):
+    from .arithmetic import Term
+    from .images import open_image
+
+    weight = 1.0
+    match = TERM_WEIGHT.match(text)
+    if match:
+        weight, text = float(match.group(1)), match.group(2)
+    if text.startswith("image:"):
+        path = text[len("image:") :]
+        return Term(open_image(path), weight, label=Path(path).name)
+    return Term(text, weight)
+
+
+def cmd_build_index(args) -> int:
+    from .encoders import create_encoder
+    from .index import build_index, save_index
+
+    settings = _settings(args)
+    encoder = create_encoder(settings.encoder, settings.device)
+    corpus = _load_corpus(settings)
+    index = build_index(corpus, encoder, progress=_progress("embedding corpus"))
+    folder = save_index(index, args.out or settings.index_dir(encoder.fingerprint))
+    manifest = {**index.manifest, "path": str(folder)}
+    print(json.dumps(manifest, indent=2) if args.json else f"index of {manifest['count']} images written to {folder}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .encoders import create_encoder
+    from .images import open_image
+    from .search import search_image, search_text
+
+    if bool(args.query) == bool(args.image):
+        raise UsageError("give either a text query or --image PATH")
+    settings = _settings(args)
+    encoder = create_encoder(settings.encoder, settings.device)
+    index = _open_index(args, settings, encoder)
+    if args.image:
+        target = "captions" if args.captions else "images"
+        hits = search_image(index, encoder, open_image(args.image), args.k, target=target, modalities=args.modality)
+    else:
+        hits = search_text(index, encoder, args.query, args.k, modalities=args.modality)
+    _print_hits(hits, args.json, {"query": args.query or args.image})
+    return 0
+
+
+def cmd_arith(args) -> int:
+    from .arithmetic import dual_search
+    from .encoders import create_encoder
+
+    settings = _settings(args)
+    encoder = create_encoder(settings.encoder, settings.device)
+    index = _open_index(args, settings, encoder)
+    result = dual_search(
+        index, encoder, _parse_term(args.query), [_parse_term(t) for t in args.minus],
+        [_parse_term(t) for t in args.plus], k=args.k,
+    )
+    if args.json:
+        print(json.dumps({
+            "query": args.query, "minus": args.minus, "plus": args.plus,
+            "original": [_hit_dict(h) for h in result.original],
+            "results": [_hit_dict(h) for h in result.modified],
+            "vectors": {label: [round(float(x), 5) for x in vector] for label, vector in result.composition.path()},
+        }, ensure_ascii=False, indent=2))
+    else:
+        print("original query:")
+        _print_hits(result.original, False)
+        print("after arithmetic:")
+        _print_hits(result.modified, False)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .encoders import create_encoder
+    from .evaluation import evaluate_corpus
+
+    settings = _settings(args)
+    encoder = create_encoder(settings.encoder, settings.device)
+    metrics = evaluate_corpus(_load_corpus(settings), encoder, heldout_only=args.heldout,
+                              progress=_progress("embedding"))
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(f"n = {metrics['n']}")
+        for direction in ("t2i", "i2t"):
+            values = metrics[direction]
+            print(f"{direction}: R@1 {values['R@1']:.1f}  R@5 {values['R@5']:.1f}  R@10 {values['R@10']:.1f}  "
+                  f"median rank {values['median_rank']:g}")
+    return 0
+
+
+def cmd_train_encoder(args) -> int:
+    from .training import train_encoder
+
+    settings = _settings(args)
+    report = train_encoder(
+        _load_corpus(settings), Path(args.out), encoder=settings.encoder, holdout=not args.all,
+        epochs=args.epochs, cache_dir=Path(args.cache) if args.cache else Path(settings.home) / "cache",
+        device=settings.device, log=lambda line: print(line, file=sys.stderr),
+    )
+    print(json.dumps(report, indent=2) if args.json else f"weights written to {report['weights']}; "
+          f"held-out: {json.dumps(report.get('heldout'))}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    if args.what == "search":
+        result = bench.bench_search(n=args.n or 65536, repeats=args.repeats)
+    else:
+        result = bench.bench_build(_load_corpus(_settings(args)), n=args.n or 256)
+    print(json.dumps(result, indent=2) if args.json else bench.describe(result))
+    return 0
+
+
+COMMANDS = {
+    "build-index": cmd_build_index, "search": cmd_search, "arith": cmd_arith, "eval": cmd_eval,
+    "train-encoder": cmd_train_encoder, "bench": cmd_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except MirageError as error:
+        print(f"mirage: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mirage: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

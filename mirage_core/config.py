@@ -1,0 +1,48 @@
+"""Settings in one place: which encoder, which corpus, where indexes live.
+
+Defaults work offline on this repository's machines (the lite encoder and the ROCO demo corpus beside the
+repository). A deployer overrides them with environment variables (`MIRAGE_ENCODER`, `MIRAGE_CORPUS`,
+`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`) or a `mirage.toml` at the repository root
+with the same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variables win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "roco-demo" / "data" / "test" / "radiology"
+
+
+@dataclass(frozen=True)
+class Settings:
+    encoder: str = "lite"
+    corpus: str = str(DEFAULT_CORPUS)
+    split: str = ""
+    licences: str = ""
+    home: str = str(REPO_ROOT / ".mirage")
+    device: str = "cpu"
+
+    def index_dir(self, fingerprint: str) -> Path:
+        """Indexes are keyed by encoder fingerprint and corpus, so a stale one is never picked up."""
+        corpus_key = hashlib.sha1(f"{Path(self.corpus).resolve()}|{self.split}|{self.licences}".encode())
+        return Path(self.home) / "indexes" / f"{fingerprint}-{corpus_key.hexdigest()[:10]}"
+
+    def with_overrides(self, **values) -> Settings:
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    config_file = config_file or REPO_ROOT / "mirage.toml"
+    values: dict[str, str] = {}
+    if config_file.exists():
+        values.update({k: str(v) for k, v in tomllib.loads(config_file.read_text()).items()})
+    for item in fields(Settings):
+        env = os.environ.get(f"MIRAGE_{item.name.upper()}")
+        if env is not None:
+            values[item.name] = env
+    return Settings(**{k: v for k, v in values.items() if k in {f.name for f in fields(Settings)}})

@@ -1,0 +1,70 @@
+"""The one interface every image–text encoder offers, whatever its architecture."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+MAX_TEXT_BATCH = 64
+
+
+class Encoder(ABC):
+    """Maps texts and images into one space: L2-normalised float32 rows of width `dim`.
+
+    `fingerprint` identifies the exact weights, so an index can refuse to be searched by another model.
+    `reference_bank`, when the encoder ships one, lets the index correct for hubness (see `index.py`).
+    `preprocess` turns a PIL image into the tensor `encode_pixels` expects; index building runs it in
+    loader workers, everything else calls `encode_image`.
+    """
+
+    name: str
+    dim: int
+    fingerprint: str
+    reference_bank: dict[str, np.ndarray] | None = None  # training embeddings {"images", "captions"}
+
+    @abstractmethod
+    def preprocess(self, image: Image.Image) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _text_features(self, texts: list[str]) -> torch.Tensor: ...
+
+    @abstractmethod
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray: ...
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = [self._text_features(texts[i : i + MAX_TEXT_BATCH]) for i in range(0, len(texts), MAX_TEXT_BATCH)]
+        return normalise_rows(torch.cat(chunks).float().cpu().numpy())
+
+    @torch.inference_mode()
+    def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.encode_pixels(torch.stack([self.preprocess(image) for image in images]))
+
+
+def normalise_rows(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return np.ascontiguousarray(rows / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def fingerprint_of(name: str, config: dict, files: Sequence[Path] = ()) -> str:
+    """A short hash of the profile, its config and the bytes of its weight files."""
+    digest = hashlib.sha256(name.encode())
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for path in files:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

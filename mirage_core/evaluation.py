@@ -1,0 +1,56 @@
+"""Retrieval quality: each caption queries its own image among all images, and each image its caption.
+
+`recall_metrics(image_embeddings, text_embeddings)` takes row-aligned matrices (row i of both is pair i)
+and returns R@1/5/10 in percent and the median rank (1 = first), for text→image and image→text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _ranks(queries: np.ndarray, candidates: np.ndarray, candidate_bias: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of the true candidate (same row index) for each query, ranked as the index ranks."""
+    scores = queries @ candidates.T
+    if candidate_bias is not None:
+        scores = scores - candidate_bias[None, :]
+    true = np.diagonal(scores)[:, None]
+    return (scores > true).sum(axis=1) + 1
+
+
+def _summary(ranks: np.ndarray) -> dict:
+    return {
+        "R@1": round(float((ranks <= 1).mean() * 100), 2),
+        "R@5": round(float((ranks <= 5).mean() * 100), 2),
+        "R@10": round(float((ranks <= 10).mean() * 100), 2),
+        "median_rank": float(np.median(ranks)),
+    }
+
+
+def recall_metrics(
+    image_embeddings: np.ndarray, text_embeddings: np.ndarray,
+    image_bias: np.ndarray | None = None, caption_bias: np.ndarray | None = None,
+) -> dict:
+    """Recall of row-aligned pairs; the optional biases are the index's hubness corrections."""
+    if image_embeddings.shape != text_embeddings.shape:
+        raise ValueError("image and text embeddings must be row-aligned pairs of the same shape")
+    return {
+        "n": int(len(image_embeddings)),
+        "t2i": _summary(_ranks(text_embeddings, image_embeddings, image_bias)),
+        "i2t": _summary(_ranks(image_embeddings, text_embeddings, caption_bias)),
+    }
+
+
+def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) -> dict:
+    """Embed a corpus with `encoder` (never training on it) and measure recall among all its pairs."""
+    from .corpus import Corpus
+    from .index import build_index
+    from .splits import split_records
+
+    if heldout_only:
+        corpus = Corpus(corpus.name, split_records(corpus.records)[1], corpus.skipped)
+    index = build_index(corpus, encoder, progress=progress)
+    metrics = recall_metrics(index.images, index.captions, index.image_bias, index.caption_bias)
+    metrics["encoder"] = encoder.name
+    metrics["skipped"] = index.manifest["skipped"]
+    return metrics

@@ -1,0 +1,268 @@
+"""The embedding index: an artifact on disk that the CLI builds and the app only loads.
+
+An index folder holds `images.npy` and `captions.npy` (float32 [N, D], L2-normalised rows: each record's
+image and caption embeddings), `bias.npy` (float32 [2, N], hubness corrections, see `hubness`),
+`records.jsonl` (one `Record` a line) and `manifest.json` (encoder name and
+fingerprint, dimension, count, corpus, date, what was skipped). It is written to a temporary folder and
+renamed into place, so a crash never leaves half an index. Loading checks the manifest against the encoder
+that will query it. Search is exact: one matrix–vector product and `argpartition` for the top k.
+
+Hubness: in a small joint space a few images sit close to every caption and crowd every result list. Each
+row therefore carries a bias, its mean similarity to its `HUB_K` nearest neighbours in the encoder's
+reference bank of the other modality (the training set's embeddings), and ranking subtracts it. This is
+CSLS (Lample et al., 2018) with the query's own term dropped, as it does not change a query's ranking.
+Reported scores stay plain cosines.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .corpus import Corpus, Record
+from .encoders.base import Encoder
+from .errors import ImageError, IndexMismatchError, MirageError
+from .images import open_image
+
+FORMAT_VERSION = 2
+HUB_K = 20
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Hit:
+    record: Record
+    score: float
+    row: int
+
+
+class Index:
+    """Image and caption embeddings of a corpus plus its records; read-only once built."""
+
+    def __init__(
+        self, images: np.ndarray, captions: np.ndarray, records: Sequence[Record], manifest: dict,
+        bias: np.ndarray | None = None,
+    ):
+        bias = np.zeros((2, len(images)), dtype=np.float32) if bias is None else bias
+        if images.shape != captions.shape or len(images) != len(records) or bias.shape != (2, len(images)):
+            raise MirageError("index parts disagree in size: rebuild it with `mirage build-index`")
+        self.images = _read_only(images)
+        self.captions = _read_only(captions)
+        self.bias = _read_only(bias)
+        self.image_bias, self.caption_bias = self.bias
+        self.records = list(records)
+        self.manifest = manifest
+        self.modalities = np.array([r.modality for r in self.records])
+        self.licences = np.array([r.licence for r in self.records])
+        self._rows = {r.id: i for i, r in enumerate(self.records)}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def dim(self) -> int:
+        return int(self.images.shape[1])
+
+    def row_of(self, record_id: str) -> int:
+        if record_id not in self._rows:
+            raise MirageError(f"no record {record_id} in this index")
+        return self._rows[record_id]
+
+    def mask(self, modalities: Sequence[str] | None = None, licences: Sequence[str] | None = None) -> np.ndarray | None:
+        """Rows allowed by the filters, or None when nothing is filtered."""
+        if not modalities and not licences:
+            return None
+        allowed = np.ones(len(self), dtype=bool)
+        if modalities:
+            allowed &= np.isin(self.modalities, list(modalities))
+        if licences:
+            allowed &= np.isin(self.licences, list(licences))
+        return allowed
+
+    def search(
+        self, vector: np.ndarray, k: int = 10, target: str = "images", modalities: Sequence[str] | None = None,
+        licences: Sequence[str] | None = None, exclude: Sequence[int] = (),
+    ) -> list[Hit]:
+        """The k records whose image (or caption, with target='captions') is nearest to `vector`."""
+        matrix, bias = (self.images, self.image_bias) if target == "images" else (self.captions, self.caption_bias)
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.dim:
+            raise IndexMismatchError(f"query has {vector.shape[0]} dimensions, the index {self.dim}")
+        cosines = matrix @ vector
+        scores = cosines - bias
+        allowed = self.mask(modalities, licences)
+        if allowed is not None or exclude:
+            allowed = np.ones(len(self), dtype=bool) if allowed is None else allowed.copy()
+            allowed[list(exclude)] = False
+            scores = np.where(allowed, scores, -np.inf)
+            k = min(k, int(allowed.sum()))
+        rows = top_k(scores, k)
+        return [Hit(self.records[i], float(cosines[i]), int(i)) for i in rows]
+
+    def check_encoder(self, encoder: Encoder) -> None:
+        built_with = self.manifest.get("fingerprint")
+        if built_with != encoder.fingerprint:
+            raise IndexMismatchError(
+                f"this index was built by encoder '{self.manifest.get('encoder')}' ({built_with}), not by "
+                f"'{encoder.name}' ({encoder.fingerprint}): rebuild it with `mirage build-index`"
+            )
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (argpartition, then sort only those k)."""
+    k = max(0, min(k, len(scores)))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    if k < len(scores):
+        candidates = np.argpartition(-scores, k - 1)[:k]
+    else:
+        candidates = np.arange(len(scores))
+    return candidates[np.argsort(-scores[candidates], kind="stable")]
+
+
+def hubness(vectors: np.ndarray, bank: np.ndarray | None, k: int = HUB_K) -> np.ndarray:
+    """Mean cosine of each vector to its k nearest bank rows (zeros without a bank)."""
+    if bank is None or not len(bank):
+        return np.zeros(len(vectors), dtype=np.float32)
+    k = min(k, len(bank))
+    result = np.empty(len(vectors), dtype=np.float32)
+    for start in range(0, len(vectors), 4096):  # bounded memory for large corpora
+        scores = vectors[start : start + 4096] @ bank.T
+        result[start : start + 4096] = np.partition(scores, len(bank) - k, axis=1)[:, -k:].mean(1)
+    return result
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    array.setflags(write=False)
+    return array
+
+
+class _ImageDataset(Dataset):
+    def __init__(self, records: Sequence[Record], encoder: Encoder):
+        self.records, self.encoder = records, encoder
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.encoder.preprocess(open_image(self.records[i].image_path)), None
+        except ImageError as error:
+            return i, None, str(error)
+
+
+def _collate(items):
+    return items
+
+
+def build_index(
+    corpus: Corpus, encoder: Encoder, batch_size: int = 32, workers: int = 1, progress: Progress | None = None
+) -> Index:
+    """Embed every record's image and caption; images that fail to decode are skipped and counted."""
+    if not corpus.records:
+        raise MirageError(f"the corpus {corpus.name} has no usable records ({dict(corpus.skipped) or 'empty'})")
+    skipped = Counter(corpus.skipped)
+    loader = DataLoader(
+        _ImageDataset(corpus.records, encoder), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+    )
+    kept, image_rows, caption_rows, done = [], [], [], 0
+    for batch in loader:
+        good = [(i, pixels) for i, pixels, problem in batch if pixels is not None]
+        skipped["unreadable image"] += len(batch) - len(good)
+        if good:
+            records = [corpus.records[i] for i, _ in good]
+            image_rows.append(encoder.encode_pixels(torch.stack([p for _, p in good])))
+            caption_rows.append(encoder.encode_text([r.caption for r in records]))
+            kept += records
+        done += len(batch)
+        if progress:
+            progress(done, len(corpus.records))
+    if not kept:
+        raise MirageError(f"none of the {len(corpus.records)} images of {corpus.name} could be read")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "encoder": encoder.name,
+        "fingerprint": encoder.fingerprint,
+        "dim": encoder.dim,
+        "count": len(kept),
+        "corpus": corpus.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "skipped": {k: v for k, v in skipped.items() if v},
+    }
+    images, captions = np.concatenate(image_rows), np.concatenate(caption_rows)
+    bank = getattr(encoder, "reference_bank", None)
+    bias = np.stack([
+        hubness(images, bank["captions"] if bank else None), hubness(captions, bank["images"] if bank else None)
+    ])
+    manifest["hubness_bank"] = len(bank["captions"]) if bank else 0
+    return Index(images, captions, kept, manifest, bias)
+
+
+def save_index(index: Index, folder: str | Path) -> Path:
+    """Write atomically: a temporary sibling folder, then a rename over the old one."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        np.save(staging / "images.npy", index.images)
+        np.save(staging / "captions.npy", index.captions)
+        np.save(staging / "bias.npy", index.bias)
+        with open(staging / "records.jsonl", "w", encoding="utf-8") as handle:
+            for record in index.records:
+                handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        (staging / "manifest.json").write_text(json.dumps(index.manifest, indent=2))
+        retired = None
+        if folder.exists():
+            retired = folder.with_name(f".{folder.name}.old-{time.time_ns()}")
+            folder.rename(retired)
+        staging.rename(folder)
+        if retired:
+            shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
+    """Load an index folder; with `encoder`, refuse one built by another model."""
+    folder = Path(folder)
+    manifest_file = folder / "manifest.json"
+    if not manifest_file.exists():
+        raise MirageError(f"no index at {folder}: build one with `mirage build-index`")
+    manifest = _read_manifest(manifest_file)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise MirageError(f"the index at {folder} has format {manifest.get('format_version')}: rebuild it")
+    try:
+        images = np.load(folder / "images.npy", allow_pickle=False)
+        captions = np.load(folder / "captions.npy", allow_pickle=False)
+        bias = np.load(folder / "bias.npy", allow_pickle=False)
+        with open(folder / "records.jsonl", encoding="utf-8") as handle:
+            records = [Record.from_dict(json.loads(line)) for line in handle if line.strip()]
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise MirageError(f"the index at {folder} is damaged ({error}): rebuild it with `mirage build-index`") from None
+    index = Index(images, captions, records, manifest, bias)
+    if encoder is not None:
+        index.check_encoder(encoder)
+    return index
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise MirageError(f"the index manifest {path} is damaged ({error}): rebuild the index") from None
+    if not isinstance(manifest, dict):
+        raise MirageError(f"the index manifest {path} is damaged: rebuild the index")
+    return manifest

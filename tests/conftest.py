@@ -1,0 +1,93 @@
+"""Shared fixtures. No test touches the network: hub access is switched off before anything imports it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mirage_core.config import DEFAULT_CORPUS  # noqa: E402
+from mirage_core.corpus import Corpus, load_corpus  # noqa: E402
+from mirage_core.encoders.base import Encoder, normalise_rows  # noqa: E402
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def pytest_configure(config):
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    if not (DEFAULT_CORPUS / "captions.txt").exists():
+        pytest.skip(f"the ROCO demo corpus is not at {DEFAULT_CORPUS}")
+    return DEFAULT_CORPUS
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(demo_dir) -> Corpus:
+    return load_corpus(demo_dir)
+
+
+@pytest.fixture(scope="session")
+def demo_slice(demo_corpus) -> Corpus:
+    """48 records of the demo corpus: enough for an integration run, quick to embed."""
+    return Corpus(demo_corpus.name, demo_corpus.records[:48])
+
+
+@pytest.fixture(scope="session")
+def lite_encoder():
+    from mirage_core.encoders import create_encoder
+
+    return create_encoder("lite")
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip_dir(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny open_clip model saved as a local-dir: checkpoint."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny-open-clip")
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP, "preprocess_cfg": {}}))
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{folder}")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+class TableEncoder(Encoder):
+    """A test double: texts map to fixed vectors from a table, images to their mean colour."""
+
+    def __init__(self, table: dict[str, list[float]], dim: int, fingerprint: str = "table"):
+        self.table, self.dim, self.fingerprint, self.name = table, dim, fingerprint, "table"
+
+    def preprocess(self, image):
+        return torch.tensor(np.asarray(image.convert("RGB"), dtype=np.float32).mean((0, 1)))
+
+    def _text_features(self, texts):
+        return torch.tensor([self.table[t] for t in texts], dtype=torch.float32)
+
+    def encode_pixels(self, pixels):
+        values = pixels.numpy()
+        padded = np.zeros((len(values), self.dim), dtype=np.float32)
+        padded[:, : min(3, self.dim)] = values[:, : self.dim] + 1
+        return normalise_rows(padded)
+
+
+@pytest.fixture
+def table_encoder():
+    return TableEncoder

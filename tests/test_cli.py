@@ -1,0 +1,92 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mirage_core.cli import COMMANDS, main
+
+
+@pytest.fixture
+def small_corpus_csv(tmp_path, demo_slice, monkeypatch):
+    """A CSV corpus of 16 demo images, and MIRAGE_HOME in a temporary folder."""
+    monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
+    path = tmp_path / "pairs.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "caption", "licence", "pmc_id"])
+        for record in demo_slice.records[:16]:
+            writer.writerow([record.image_path, record.caption, record.licence, record.pmc_id])
+    return path
+
+
+def test_every_command_has_help(capsys):
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "--json" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search"], "either a text query or --image"),
+        (["search", "x", "--roco", "/no/such/folder"], "corpus not found"),
+        (["nonsense"], "invalid choice"),
+        (["eval"], "--roco"),
+        (["search", "chest", "--index", "/no/such/index"], "no index"),
+        (["search", "--image", "/no/such.jpg", "--index", "/no/such/index"], "no index"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mirage: error:") and message in err and len(err.splitlines()) == 1
+
+
+def test_build_search_arith_eval(small_corpus_csv, tmp_path, capsys):
+    out = tmp_path / "index"
+    assert main(["build-index", "--roco", str(small_corpus_csv), "--out", str(out), "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["count"] == 16 and manifest["encoder"] == "lite" and manifest["dim"] == 256
+
+    assert main(["search", "chest x-ray", "--index", str(out), "--k", "5", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) == 5 and results[0]["score"] >= results[-1]["score"]
+    assert results[0]["article"].startswith("https://www.ncbi.nlm.nih.gov/pmc/articles/PMC")
+
+    image = results[0]["image"]
+    assert main(["search", "--image", image, "--index", str(out), "--k", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["image"] == image  # an image finds itself first
+
+    assert main(["search", "", "--index", str(out)]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main(["search", "x" * 5000, "--index", str(out)]) == 2
+    assert "limit" in capsys.readouterr().err
+
+    assert main(["arith", "chest x-ray", "--minus", "bones", "--plus", "0.5*soft tissue", "--index", str(out),
+                 "--k", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["results"]) == 4 and list(result["vectors"]) == ["query", "− bones", "+ soft tissue", "result"]
+    assert main(["arith", "chest", "--minus", "chest", "--index", str(out)]) == 2
+    assert "cancel out" in capsys.readouterr().err
+
+    assert main(["eval", "--roco", str(small_corpus_csv), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 16 and set(metrics["t2i"]) == {"R@1", "R@5", "R@10", "median_rank"}
+    assert 0 <= metrics["t2i"]["R@1"] <= metrics["t2i"]["R@10"] <= 100
+
+
+def test_search_builds_and_reuses_the_default_index(small_corpus_csv, capsys):
+    assert main(["search", "CT abdomen", "--roco", str(small_corpus_csv), "--k", "2"]) == 0
+    first = capsys.readouterr().out
+    assert first.count("\n") == 2
+    assert main(["search", "CT abdomen", "--roco", str(small_corpus_csv), "--k", "2"]) == 0
+    assert capsys.readouterr().out == first
+
+
+def test_module_entry_point():
+    done = subprocess.run([sys.executable, "-m", "mirage_core", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "build-index" in done.stdout

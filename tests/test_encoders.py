@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from mirage_core.encoders import create_encoder
+from mirage_core.errors import MirageError
+
+
+def _images():
+    return [Image.new("RGB", (50, 40), (200, 10, 10)), Image.new("L", (30, 60), 90)]
+
+
+def _check_interface(encoder):
+    texts = encoder.encode_text(["chest x-ray", "MRI of the brain", "chest x-ray"])
+    images = encoder.encode_image(_images())
+    assert texts.dtype == np.float32 and images.dtype == np.float32
+    assert texts.shape == (3, encoder.dim) and images.shape == (2, encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(texts[0], texts[2], atol=1e-5)  # deterministic
+    assert not np.allclose(texts[0], texts[1])
+    assert encoder.encode_text([]).shape == (0, encoder.dim)
+    assert isinstance(encoder.fingerprint, str) and len(encoder.fingerprint) >= 16
+
+
+def test_tiny_open_clip_local_dir(tiny_open_clip_dir):
+    encoder = create_encoder(f"open_clip:local-dir:{tiny_open_clip_dir}")
+    assert encoder.dim == 32 and encoder.name.startswith("open_clip:")
+    _check_interface(encoder)
+    again = create_encoder(f"open_clip:local-dir:{tiny_open_clip_dir}")
+    assert again.fingerprint == encoder.fingerprint
+
+
+def test_open_clip_fingerprint_follows_the_weights(tiny_open_clip_dir, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_open_clip_dir, copy)
+    weights = load_file(str(copy / "open_clip_model.safetensors"))
+    weights["text_projection"] = weights["text_projection"] + torch.randn_like(weights["text_projection"])
+    save_file(weights, str(copy / "open_clip_model.safetensors"))
+    original = create_encoder(f"open_clip:local-dir:{tiny_open_clip_dir}")
+    changed = create_encoder(f"open_clip:local-dir:{copy}")
+    assert original.fingerprint != changed.fingerprint
+
+
+def test_unavailable_hub_model_is_a_clear_error():
+    with pytest.raises(MirageError, match="cannot load open_clip model"):
+        create_encoder("open_clip:hf-hub:nobody/not-a-model")
+
+
+def test_unknown_profile():
+    with pytest.raises(MirageError, match="unknown encoder"):
+        create_encoder("resnet")
+
+
+def test_lite_encoder_interface(lite_encoder):
+    assert lite_encoder.dim == 256
+    _check_interface(lite_encoder)
+
+
+def test_lite_places_matching_text_nearest(lite_encoder, demo_slice):
+    """The shipped heads put a caption closer to its own image than chance would (48 candidates)."""
+    from mirage_core.images import open_image
+
+    records = demo_slice.records
+    images = lite_encoder.encode_image([open_image(r.image_path) for r in records])
+    texts = lite_encoder.encode_text([r.caption for r in records])
+    ranks = ((texts @ images.T) > np.sum(texts * images, axis=1, keepdims=True)).sum(1) + 1
+    assert np.mean(ranks <= 10) > 0.4  # chance is 10/48 ≈ 0.21
+
+
+def test_missing_lite_weights(tmp_path):
+    with pytest.raises(MirageError, match="weights not found"):
+        create_encoder(f"lite:{tmp_path / 'none.safetensors'}")

@@ -1,0 +1,122 @@
+import json
+
+import numpy as np
+import pytest
+
+from mirage_core.corpus import Record
+from mirage_core.errors import IndexMismatchError, MirageError
+from mirage_core.index import Index, load_index, save_index, top_k
+
+
+def _index(n=50, dim=8, seed=0, fingerprint="abc"):
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((n, dim)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    modalities = ["CT", "MRI", "X-ray"]
+    records = [
+        Record(id=f"r{i}", image_path=f"/x/{i}.jpg", caption=f"c{i}", modality=modalities[i % 3],
+               licence="CC0" if i % 5 == 0 else "CC BY", keywords=("a", "b"))
+        for i in range(n)
+    ]
+    manifest = {"format_version": 2, "encoder": "test", "fingerprint": fingerprint, "dim": dim, "count": n}
+    return Index(rows, rows[::-1].copy(), records, manifest)
+
+
+class _Fingerprinted:
+    def __init__(self, fingerprint):
+        self.fingerprint, self.name = fingerprint, "other"
+
+
+def test_top_k_matches_full_sort():
+    scores = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
+    for k in (1, 10, 999, 1000, 5000):
+        assert list(top_k(scores, k)) == list(np.argsort(-scores, kind="stable")[: min(k, 1000)])
+    assert len(top_k(scores, 0)) == 0
+
+
+def test_round_trip_and_read_only(tmp_path):
+    index = _index()
+    save_index(index, tmp_path / "idx")
+    loaded = load_index(tmp_path / "idx", _Fingerprinted("abc"))
+    np.testing.assert_array_equal(loaded.images, index.images)
+    np.testing.assert_array_equal(loaded.captions, index.captions)
+    assert loaded.records == index.records and loaded.manifest == index.manifest
+    with pytest.raises(ValueError):
+        loaded.images[0, 0] = 1.0
+    query = index.images[7]
+    assert [h.record.id for h in loaded.search(query, 3)] == [h.record.id for h in index.search(query, 3)]
+    assert loaded.search(query, 1)[0].record.id == "r7"
+
+
+def test_encoder_mismatch_is_a_clear_error(tmp_path):
+    save_index(_index(), tmp_path / "idx")
+    with pytest.raises(IndexMismatchError, match="rebuild it"):
+        load_index(tmp_path / "idx", _Fingerprinted("xyz"))
+
+
+def test_filters_and_exclusion():
+    index = _index()
+    hits = index.search(index.images[0], 50, modalities=["MRI"])
+    assert hits and all(h.record.modality == "MRI" for h in hits) and len(hits) == 17
+    hits = index.search(index.images[0], 5, licences=["CC0"])
+    assert all(h.record.licence == "CC0" for h in hits)
+    assert index.search(index.images[0], 5, exclude=[0])[0].record.id != "r0"
+    assert index.search(index.images[0], 5, modalities=["PET"]) == []
+    caption_hit = index.search(index.captions[3], 1, target="captions")[0]
+    assert caption_hit.row == 3
+
+
+def test_save_replaces_atomically(tmp_path):
+    save_index(_index(n=10), tmp_path / "idx")
+    save_index(_index(n=20, seed=2), tmp_path / "idx")
+    assert len(load_index(tmp_path / "idx")) == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no staging or retired folders left
+
+
+def test_failed_save_keeps_the_old_index(tmp_path, monkeypatch):
+    save_index(_index(n=10), tmp_path / "idx")
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "save", explode)
+    with pytest.raises(OSError):
+        save_index(_index(n=20), tmp_path / "idx")
+    monkeypatch.undo()
+    assert len(load_index(tmp_path / "idx")) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+
+
+def test_damaged_or_missing_index(tmp_path):
+    with pytest.raises(MirageError, match="no index"):
+        load_index(tmp_path / "none")
+    save_index(_index(), tmp_path / "idx")
+    (tmp_path / "idx" / "images.npy").write_bytes(b"garbage")
+    with pytest.raises(MirageError, match="damaged"):
+        load_index(tmp_path / "idx")
+    save_index(_index(), tmp_path / "idx2")
+    manifest = json.loads((tmp_path / "idx2" / "manifest.json").read_text())
+    (tmp_path / "idx2" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(MirageError, match="format 99"):
+        load_index(tmp_path / "idx2")
+
+
+def test_query_of_wrong_dimension():
+    with pytest.raises(IndexMismatchError, match="dimensions"):
+        _index().search(np.ones(3), 2)
+
+
+def test_hubness_bias_demotes_an_image_close_to_everything():
+    from mirage_core.index import hubness
+
+    hub, target = np.array([1, 0, 0], np.float32), np.array([0, 1, 0], np.float32)
+    bank = np.tile(np.array([0.99, 0.0, 0.141], np.float32), (30, 1))  # the bank crowds around the hub
+    images = np.stack([hub, target])
+    records = [Record(id="hub", image_path="", caption=""), Record(id="true", image_path="", caption="")]
+    query = np.array([0.8, 0.6, 0], np.float32)
+    assert Index(images, images, records, {}).search(query, 1)[0].record.id == "hub"
+    bias = np.stack([hubness(images, bank), hubness(images, bank)])
+    np.testing.assert_allclose(bias[0], [0.99, 0.0], atol=1e-6)
+    assert hubness(images, None).tolist() == [0.0, 0.0]
+    hit = Index(images, images, records, {}, bias).search(query, 1)[0]
+    assert hit.record.id == "true" and abs(hit.score - 0.6) < 1e-6  # ranked by cos − bias, reported as cos

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import torch
+
+from mirage_core.cli import main
+from mirage_core.corpus import Corpus, Record
+from mirage_core.encoders import create_encoder
+from mirage_core.training import soft_targets, text_views, train_encoder
+
+
+def test_soft_targets_credit_shared_concepts():
+    records = [
+        Record(id="a", image_path="", caption="x", cuis=("C1", "C2"), pmc_id="PMC1"),
+        Record(id="b", image_path="", caption="y", cuis=("C1", "C2", "C3"), pmc_id="PMC2"),
+        Record(id="c", image_path="", caption="z", cuis=("C9",), pmc_id="PMC3"),
+        Record(id="d", image_path="", caption="w", cuis=("C8",), pmc_id="PMC3"),
+    ]
+    targets = soft_targets(records, own_weight=0.7)
+    np.testing.assert_allclose(targets.sum(1).numpy(), 1, atol=1e-6)
+    assert targets[0, 0] == torch.tensor(0.7) and targets[0, 1] > 0 and targets[0, 2] == 0
+    assert targets[2, 3] > 0  # sibling figures of one article
+    lonely = soft_targets([records[0], Record(id="e", image_path="", caption="v", cuis=("C7",))], 0.7)
+    np.testing.assert_allclose(lonely.numpy(), np.eye(2))  # nothing shared: all credit to the true pair
+
+
+def test_text_views():
+    record = Record(id="a", image_path="", caption="Chest X-ray. Left pneumothorax.", keywords=("chest", "xray"))
+    assert text_views(record) == ["Chest X-ray. Left pneumothorax.", "Chest X-ray.", "chest xray"]
+
+
+def test_train_encoder_writes_loadable_weights(demo_slice, tmp_path, capsys):
+    out = tmp_path / "weights"
+    report = train_encoder(
+        Corpus("slice", demo_slice.records[:40]), out, epochs=20, cache_dir=tmp_path / "cache", holdout=False
+    )
+    assert report["train_pairs"] == 40 and (out / "heads.safetensors").exists()
+    assert json.loads((out / "training.json").read_text())["train_pairs"] == 40
+    trained = create_encoder(f"lite:{out / 'heads.safetensors'}")
+    assert trained.fingerprint != create_encoder("lite").fingerprint
+    texts = trained.encode_text([r.caption for r in demo_slice.records[:40]])
+    assert texts.shape == (40, 256)
+
+
+def test_train_encoder_cli_reports_heldout(demo_corpus, tmp_path, capsys):
+    records = demo_corpus.records[:150]
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("image,caption,pmc_id\n" + "".join(
+        f"{r.image_path},\"{r.caption.replace(chr(34), chr(39))}\",{r.pmc_id}\n" for r in records
+    ))
+    assert main(["train-encoder", "--roco", str(csv_path), "--out", str(tmp_path / "w"), "--epochs", "10",
+                 "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 < report["heldout_pairs"] < 60 and report["train_pairs"] + report["heldout_pairs"] == 150
+    assert set(report["heldout"]["t2i"]) == {"R@1", "R@5", "R@10", "median_rank"}
+
+
+def test_fine_tune_tiny_open_clip(tiny_open_clip_dir, demo_slice, tmp_path):
+    out = tmp_path / "tuned"
+    report = train_encoder(
+        Corpus("slice", demo_slice.records[:24]), out, encoder=f"open_clip:local-dir:{tiny_open_clip_dir}",
+        epochs=2, holdout=False,
+    )
+    assert report["train_pairs"] == 24
+    before = create_encoder(f"open_clip:local-dir:{tiny_open_clip_dir}")
+    after = create_encoder(f"open_clip:local-dir:{out}")
+    assert before.fingerprint != after.fingerprint
+    assert not np.allclose(before.encode_text(["chest x-ray"]), after.encode_text(["chest x-ray"]))
