@@ -88,8 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache", metavar="DIR", help="where backbone features are cached")
     train.add_argument("--json", action="store_true")
 
+    fetch = commands.add_parser("fetch-roco", help="download a subset of ROCO's images from PMC open access")
+    _corpus_options(fetch, required=True)
+    fetch.add_argument("--out", metavar="DIR", required=True, help="folder to write in ROCO's layout")
+    fetch.add_argument("--limit", type=int, help="at most this many images")
+    fetch.add_argument("--base-url", default=None, help="mirror of https://ftp.ncbi.nlm.nih.gov/pub/pmc/")
+    fetch.add_argument("--json", action="store_true")
+
     bench = commands.add_parser("bench", help="timings: search latency, index build throughput")
-    bench.add_argument("what", choices=["search", "build"])
+    bench.add_argument("what", choices=["search", "build", "startup"])
     bench.add_argument("--n", type=int, help="vectors in the index (search) or images to embed (build)")
     bench.add_argument("--repeats", type=int, default=50)
     _corpus_options(bench)
@@ -123,23 +130,22 @@ def _progress(label: str):
     return update
 
 
-def _load_corpus(settings):
-    from .corpus import load_corpus
+def _check_corpus_exists(args, settings) -> None:
+    """Fail on a mistyped corpus path before spending seconds loading models."""
+    from .errors import CorpusError
 
-    return load_corpus(settings.corpus, split=settings.split or None, licences=settings.licences or None)
+    if not getattr(args, "index", None) and not Path(settings.corpus).expanduser().exists():
+        raise CorpusError(f"corpus not found: {settings.corpus}")
 
 
 def _open_index(args, settings, encoder):
-    from .index import build_index, load_index, save_index
+    from .index import load_index, open_or_build_index
 
     if getattr(args, "index", None):
         return load_index(args.index, encoder)
-    folder = settings.index_dir(encoder.fingerprint)
-    if (folder / "manifest.json").exists():
-        return load_index(folder, encoder)
-    index = build_index(_load_corpus(settings), encoder, progress=_progress("embedding corpus"))
-    save_index(index, folder)
-    return index
+    return open_or_build_index(
+        settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus, _progress("embedding corpus")
+    )
 
 
 def _hit_dict(hit, captions: bool = False) -> dict:
@@ -179,8 +185,8 @@ def cmd_build_index(args) -> int:
     from .index import build_index, save_index
 
     settings = _settings(args)
+    corpus = settings.load_corpus()
     encoder = create_encoder(settings.encoder, settings.device)
-    corpus = _load_corpus(settings)
     index = build_index(corpus, encoder, progress=_progress("embedding corpus"))
     folder = save_index(index, args.out or settings.index_dir(encoder.fingerprint))
     manifest = {**index.manifest, "path": str(folder)}
@@ -193,12 +199,13 @@ def cmd_search(args) -> int:
     from .images import open_image
     from .search import search_image, search_text
 
-    if bool(args.query) == bool(args.image):
+    if (args.query is None) == (args.image is None):
         raise UsageError("give either a text query or --image PATH")
     settings = _settings(args)
+    _check_corpus_exists(args, settings)
     encoder = create_encoder(settings.encoder, settings.device)
     index = _open_index(args, settings, encoder)
-    if args.image:
+    if args.image is not None:
         target = "captions" if args.captions else "images"
         hits = search_image(index, encoder, open_image(args.image), args.k, target=target, modalities=args.modality)
     else:
@@ -212,6 +219,7 @@ def cmd_arith(args) -> int:
     from .encoders import create_encoder
 
     settings = _settings(args)
+    _check_corpus_exists(args, settings)
     encoder = create_encoder(settings.encoder, settings.device)
     index = _open_index(args, settings, encoder)
     result = dual_search(
@@ -238,8 +246,9 @@ def cmd_eval(args) -> int:
     from .evaluation import evaluate_corpus
 
     settings = _settings(args)
+    corpus = settings.load_corpus()
     encoder = create_encoder(settings.encoder, settings.device)
-    metrics = evaluate_corpus(_load_corpus(settings), encoder, heldout_only=args.heldout,
+    metrics = evaluate_corpus(corpus, encoder, heldout_only=args.heldout,
                               progress=_progress("embedding"))
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -257,7 +266,7 @@ def cmd_train_encoder(args) -> int:
 
     settings = _settings(args)
     report = train_encoder(
-        _load_corpus(settings), Path(args.out), encoder=settings.encoder, holdout=not args.all,
+        settings.load_corpus(), Path(args.out), encoder=settings.encoder, holdout=not args.all,
         epochs=args.epochs, cache_dir=Path(args.cache) if args.cache else Path(settings.home) / "cache",
         device=settings.device, log=lambda line: print(line, file=sys.stderr),
     )
@@ -266,20 +275,35 @@ def cmd_train_encoder(args) -> int:
     return 0
 
 
+def cmd_fetch_roco(args) -> int:
+    from .fetch import PMC_BASE_URL, fetch_roco
+
+    report = fetch_roco(args.roco, args.out, split=args.split, licences=args.licences, limit=args.limit,
+                        base_url=args.base_url or PMC_BASE_URL, progress=_progress("fetching"))
+    summary = {"fetched": report.fetched, "already_there": report.already_there, "failed": dict(report.failed),
+               "out": report.out}
+    print(json.dumps(summary, indent=2) if args.json else
+          f"{report.fetched} fetched, {report.already_there} already there, {sum(report.failed.values())} failed "
+          f"-> {report.out}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
     if args.what == "search":
         result = bench.bench_search(n=args.n or 65536, repeats=args.repeats)
+    elif args.what == "startup":
+        result = bench.bench_startup(_settings(args))
     else:
-        result = bench.bench_build(_load_corpus(_settings(args)), n=args.n or 256)
+        result = bench.bench_build(_settings(args).load_corpus(), n=args.n or 256)
     print(json.dumps(result, indent=2) if args.json else bench.describe(result))
     return 0
 
 
 COMMANDS = {
     "build-index": cmd_build_index, "search": cmd_search, "arith": cmd_arith, "eval": cmd_eval,
-    "train-encoder": cmd_train_encoder, "bench": cmd_bench,
+    "train-encoder": cmd_train_encoder, "fetch-roco": cmd_fetch_roco, "bench": cmd_bench,
 }
 
 

@@ -32,6 +32,11 @@ class Settings:
         corpus_key = hashlib.sha1(f"{Path(self.corpus).resolve()}|{self.split}|{self.licences}".encode())
         return Path(self.home) / "indexes" / f"{fingerprint}-{corpus_key.hexdigest()[:10]}"
 
+    def load_corpus(self):
+        from .corpus import load_corpus
+
+        return load_corpus(self.corpus, split=self.split or None, licences=self.licences or None)
+
     def with_overrides(self, **values) -> Settings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 

@@ -278,10 +278,8 @@ def _read_roco_dlinks(path: Path, figures: dict[str, str]) -> dict[str, str]:
 
 def _read_rocov2(root: Path, split: str) -> Corpus:
     skipped: Counter = Counter()
-    image_dir = next(
-        (d for d in (root / split, root / f"{split}_images" / split, root / f"{split}_images", root / "images") if d.is_dir()),
-        root / split,
-    )
+    candidates = (root / split, root / f"{split}_images" / split, root / f"{split}_images", root / "images")
+    image_dir = next((d for d in candidates if d.is_dir()), root / split)
     concepts: dict[str, tuple[str, ...]] = {}
     concepts_file = root / f"{split}_concepts.csv"
     if concepts_file.exists():
@@ -324,7 +322,8 @@ def _read_csv_corpus(path: Path) -> Corpus:
     if not rows:
         raise CorpusError(f"{path} has no rows: expected image,caption")
     header = [cell.strip().lower() for cell in rows[0]]
-    image_col = next((i for i, h in enumerate(header) if h in ("image", "image_path", "path", "file", "filename")), None)
+    image_names = ("image", "image_path", "path", "file", "filename")
+    image_col = next((i for i, h in enumerate(header) if h in image_names), None)
     caption_col = next((i for i, h in enumerate(header) if h in ("caption", "text")), None)
     if image_col is not None and caption_col is not None:
         rows = rows[1:]

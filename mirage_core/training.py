@@ -16,6 +16,7 @@ Held-out numbers are measured on the deterministic split of `mirage_core.splits`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -48,6 +49,10 @@ class FeatureCache:
     image: np.ndarray
     text: np.ndarray
 
+    def subset(self, rows: Sequence[int]) -> FeatureCache:
+        rows = list(rows)
+        return FeatureCache([self.ids[i] for i in rows], self.image[rows], self.text[rows])
+
 
 def image_views(image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
     """The plain image, its mirror, and two random crops covering 55–100 % of it."""
@@ -69,11 +74,12 @@ def text_views(record: Record) -> list[str]:
 
 
 BACKBONE_KEYS = ("image_size", "image_taps", "image_pools", "text_layers", "text_max_tokens")
+FEATURE_VERSION = 2  # bump when preprocessing changes, so cached features are recomputed
 
 
 def _cache_key(records: Sequence[Record], config: dict) -> str:
     """Features depend on the backbone settings and the records, not on the heads."""
-    backbone = {key: config[key] for key in BACKBONE_KEYS}
+    backbone = {key: config[key] for key in BACKBONE_KEYS} | {"version": FEATURE_VERSION}
     digest = hashlib.sha256(json.dumps(backbone, sort_keys=True).encode())
     for record in records:
         digest.update(f"{record.id}\t{record.image_path}\t{record.caption}\n".encode())
@@ -197,15 +203,17 @@ def _fit_member(
     optimiser = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     optimiser.add_param_group({"params": [heads.logit_scale], "weight_decay": 0.0})
     n = len(image)
-    steps_per_epoch = max(1, n // settings.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, [settings.lr, settings.lr], total_steps=settings.epochs * steps_per_epoch, pct_start=0.1
+    batch_size = min(settings.batch_size, n)
+    steps_per_epoch = max(1, n // batch_size)
+    total_steps = max(3, settings.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(  # warm-up of at least two steps, even on tiny data
+        optimiser, [settings.lr, settings.lr], total_steps=total_steps, pct_start=max(0.1, 2 / total_steps)
     )
     heads.train()
-    for _ in range(settings.epochs):
+    for _ in range(total_steps // steps_per_epoch):
         order = generator.permutation(n)
         for step in range(steps_per_epoch):
-            index = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+            index = order[step * batch_size : (step + 1) * batch_size]
             rows = torch.from_numpy(index)
             targets = soft_targets_from(concepts[rows], articles[rows], settings.own_weight)
             image_view = torch.from_numpy(generator.integers(0, IMAGE_VIEWS, len(index)))
@@ -237,11 +245,15 @@ def timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _save_safetensors(tensors: dict, path: Path) -> None:
+def _save_safetensors(tensors: dict, path: Path, half: bool = False) -> None:
+    """Atomic write; `half` stores floats as float16 (the heads load back into float32 parameters)."""
     from safetensors.torch import save_file
 
     temporary = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(temporary))
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
+               for k, v in tensors.items()}
+    save_file(tensors, str(temporary))
+    temporary.chmod(0o644)
     temporary.replace(path)
 
 
@@ -278,15 +290,15 @@ def train_lite(
     log: Callable[[str], None] | None, corpus_name: str = "",
 ) -> dict:
     from .encoders.lite import load_config
-    from .evaluation import recall_metrics
 
     config = load_config()
     settings = TrainSettings(epochs=epochs or TrainSettings.epochs)
     started = time.time()
-    features = extract_features(list(train_records) + list(heldout_records), config, cache_dir)
+    records = sorted([*train_records, *heldout_records], key=lambda r: r.id)  # one cache for either split
+    features = extract_features(records, config, cache_dir)
+    row = {record_id: i for i, record_id in enumerate(features.ids)}
+    train, heldout = (features.subset([row[r.id] for r in part]) for part in (train_records, heldout_records))
     n_train = len(train_records)
-    train = FeatureCache(features.ids[:n_train], features.image[:n_train], features.text[:n_train])
-    heldout = FeatureCache(features.ids[n_train:], features.image[n_train:], features.text[n_train:])
 
     def evaluate(heads: LiteHeads) -> dict:
         if not heldout.ids:
@@ -295,8 +307,11 @@ def train_lite(
         return {"t2i_R@10": metrics["t2i"]["R@10"], "i2t_R@10": metrics["i2t"]["R@10"]}
 
     heads = fit_heads(train, train_records, config, settings, log=log, evaluate=evaluate if log else None)
+    with torch.no_grad():  # the weights ship as float16: measure exactly what ships
+        for parameter in heads.parameters():
+            parameter.copy_(parameter.half().float())
     weights = out_dir / "heads.safetensors"
-    _save_safetensors(heads.state_dict(), weights)
+    _save_safetensors(heads.state_dict(), weights, half=True)
     bank_images, bank_captions = embed_cached(heads, train)
     _save_safetensors(
         {"images": torch.from_numpy(bank_images).half(), "captions": torch.from_numpy(bank_captions).half()},
@@ -309,7 +324,7 @@ def train_lite(
         "corpus": corpus_name,
         "train_pairs": n_train,
         "heldout_pairs": len(heldout.ids),
-        "settings": dataclasses_asdict(settings),
+        "settings": dataclasses.asdict(settings),
         "seconds": round(time.time() - started, 1),
         "created": timestamp(),
     }
@@ -327,12 +342,6 @@ def _heldout_metrics(heads: LiteHeads, train: FeatureCache, heldout: FeatureCach
     bank_images, bank_captions = embed_cached(heads, train)
     images, captions = embed_cached(heads, heldout)
     return recall_metrics(images, captions, hubness(images, bank_captions), hubness(captions, bank_images))
-
-
-def dataclasses_asdict(value) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(value)
 
 
 def fine_tune_open_clip(

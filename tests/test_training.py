@@ -39,7 +39,7 @@ def test_train_encoder_writes_loadable_weights(demo_slice, tmp_path, capsys):
     trained = create_encoder(f"lite:{out / 'heads.safetensors'}")
     assert trained.fingerprint != create_encoder("lite").fingerprint
     texts = trained.encode_text([r.caption for r in demo_slice.records[:40]])
-    assert texts.shape == (40, 256)
+    assert texts.shape == (40, trained.dim)
 
 
 def test_train_encoder_cli_reports_heldout(demo_corpus, tmp_path, capsys):

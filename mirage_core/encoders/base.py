@@ -43,8 +43,12 @@ class Encoder(ABC):
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        chunks = [self._text_features(texts[i : i + MAX_TEXT_BATCH]) for i in range(0, len(texts), MAX_TEXT_BATCH)]
-        return normalise_rows(torch.cat(chunks).float().cpu().numpy())
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with less padding
+        ordered = [texts[i] for i in order]
+        chunks = [self._text_features(ordered[i : i + MAX_TEXT_BATCH]) for i in range(0, len(ordered), MAX_TEXT_BATCH)]
+        rows = np.empty((len(texts), self.dim), dtype=np.float32)
+        rows[order] = torch.cat(chunks).float().cpu().numpy()
+        return normalise_rows(rows)
 
     @torch.inference_mode()
     def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray:

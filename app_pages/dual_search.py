@@ -1,0 +1,88 @@
+"""Dual search: query − subtract + add, the results before and after, and the move drawn on a PCA map."""
+
+import streamlit as st
+
+from app_shared import UPLOAD_TYPES, ensure_index, get_projection, path_figure, read_upload, show_hits
+from mirage_core.arithmetic import Term, dual_search
+from mirage_core.errors import MirageError
+from mirage_core.projection import CENTRING_NOTE, picture_of, walk
+from mirage_core.search import embed_text
+
+PRESETS = {
+    "Chest X-Ray − Bones + Soft Tissue": ("Chest X-Ray", ["Bones"], ["Soft Tissue"]),
+    "Lungs X-Ray − Clear Lungs + Pneumonia": ("Lungs X-Ray", ["Clear Lungs"], ["Pneumonia"]),
+    "Chest X-ray − No foreign bodies + Pacemaker": (
+        "Chest X-ray", ["No foreign bodies"], ["Pacemaker generator and leads"]
+    ),
+}
+
+encoder, index = ensure_index()
+st.title("Dual search")
+st.caption("v = normalise(w·query − Σ w·subtract + Σ w·add) — watch where the query moves.")
+
+preset = st.selectbox("Preset", ["(your own)", *PRESETS])
+query_text, minus_texts, plus_texts = PRESETS.get(preset, ("chest x-ray", ["bones"], ["soft tissue"]))
+
+
+def term_inputs(kind: str, defaults: list[str]) -> list[Term]:
+    count = st.number_input(f"{kind} terms", 0, 4, len(defaults), key=f"{preset}-{kind}-n")
+    terms = []
+    for i in range(int(count)):
+        text_col, weight_col = st.columns([3, 1])
+        text = text_col.text_input(f"{kind} {i + 1}", defaults[i] if i < len(defaults) else "",
+                                   key=f"{preset}-{kind}-{i}")
+        weight = weight_col.slider("weight", 0.0, 2.0, 1.0, 0.1, key=f"{preset}-{kind}-w{i}")
+        upload = st.file_uploader(f"…or an image for {kind.lower()} {i + 1}", type=UPLOAD_TYPES,
+                                  key=f"{preset}-{kind}-img{i}")
+        image = read_upload(upload)
+        terms.append(Term(image, weight, label=upload.name) if image is not None else Term(text, weight))
+    return terms
+
+
+left, middle, right = st.columns(3)
+with left:
+    st.markdown("**Query**")
+    query = st.text_input("Query", query_text, key=f"{preset}-query")
+    query_weight = st.slider("weight", 0.0, 2.0, 1.0, 0.1, key=f"{preset}-query-w")
+with middle:
+    st.markdown("**− Subtract**")
+    subtract = term_inputs("Subtract", minus_texts)
+with right:
+    st.markdown("**+ Add**")
+    add = term_inputs("Add", plus_texts)
+k = st.slider("Results", 4, 16, 8, step=4)
+
+try:
+    result = dual_search(index, encoder, Term(query, query_weight), subtract, add, k=k)
+except MirageError as error:
+    st.error(str(error))
+    st.stop()
+st.session_state["dual_vector"] = result.composition.result
+st.session_state["dual_label"] = f"{query} − {' − '.join(t.describe() for t in subtract)} + " + \
+    " + ".join(t.describe() for t in add)
+
+before, after = st.columns(2)
+with before:
+    st.subheader(f"Original: “{query}”")
+    show_hits(result.original, key="original", columns=2, more_like_this=False)
+with after:
+    st.subheader("After the arithmetic")
+    show_hits(result.modified, key="modified", columns=2, more_like_this=False)
+
+st.subheader("Where the vector moved")
+picture = picture_of(get_projection(), result.composition, result.modified, index)
+st.plotly_chart(path_figure(picture), use_container_width=True)
+first, second = picture.explained_variance
+st.caption(f"{CENTRING_NOTE} The two axes explain {first:.0%} and {second:.0%} of the sample's variance; "
+           "distances in 2D are only a rough guide to distances in the full space.")
+
+st.subheader("Concept walk")
+a_col, b_col = st.columns(2)
+concept_a = a_col.text_input("From", query, key="walk-a")
+concept_b = b_col.text_input("To", add[0].describe() if add else "MRI of the brain", key="walk-b")
+t = st.slider("Position", 0.0, 1.0, 0.5, 0.05, key="walk-t")
+try:
+    vector = walk(embed_text(encoder, concept_a), embed_text(encoder, concept_b), t)
+    show_hits(index.search(vector, 8), key="walk", more_like_this=False)
+except MirageError as error:
+    st.error(str(error))

@@ -1,0 +1,52 @@
+"""Home: what MIRAGE is, how to use each page, what the corpus holds and where it comes from."""
+
+from collections import Counter
+
+import plotly.express as px
+import streamlit as st
+
+from app_shared import DISCLAIMER, ensure_index
+
+encoder, index = ensure_index()
+
+st.title("MIRAGE")
+st.markdown(
+    "**Retrieval and Generation of Multimodal Images and Texts for Medical Education.** Radiology images "
+    "and their captions live in one shared embedding space: search real cases with words or with an "
+    "image, and do arithmetic on meanings to see how a query moves."
+)
+st.info(DISCLAIMER + " Captions are the authors' own words from PubMed Central articles.", icon="🎓")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("How to use it")
+    st.markdown(
+        "- **Retrieval** — type a query (or pick a preset), or upload an image (PNG, JPEG, DICOM). "
+        "Filter by modality or licence; *More like this* on any result; an image also finds the captions "
+        "that describe it best.\n"
+        "- **Dual search** — start from a query, subtract and add concepts with weights "
+        "(\"chest x-ray\" − \"bones\" + \"soft tissue\"), compare the results, and watch the vector move on "
+        "a 2D map of the corpus. The concept walk slides from one idea to another."
+    )
+with right:
+    st.subheader("The corpus")
+    counts = Counter(r.modality for r in index.records)
+    chart = px.bar(
+        x=list(counts), y=list(counts.values()), labels={"x": "modality (from caption words)", "y": "images"},
+        title=f"{len(index):,} images by modality",
+    )
+    chart.update_layout(height=320, margin=dict(t=40, b=0, l=0, r=0))
+    st.plotly_chart(chart, use_container_width=True)
+    licences = Counter(r.licence for r in index.records)
+    st.caption("Licences: " + ", ".join(f"{name} {n:,}" for name, n in licences.most_common()))
+
+st.subheader("Attribution")
+st.markdown(
+    "Images and captions come from ROCO — O. Pelka, S. Koitka, J. Rückert, F. Nensa, C. M. Friedrich, "
+    "*Radiology Objects in COntext (ROCO): A Multimodal Image Dataset*, MICCAI LABELS 2018, LNCS 11043, "
+    "pp. 180–189 — drawn from open-access articles in PubMed Central. Every image shown links its article "
+    "and its licence; images were resized."
+)
+st.caption(
+    f"Encoder `{encoder.name}` · fingerprint `{encoder.fingerprint}` · index built {index.manifest.get('created', '?')}"
+)

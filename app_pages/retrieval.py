@@ -1,0 +1,66 @@
+"""Retrieval: a text query or an uploaded image → real images (or captions), with filters."""
+
+import streamlit as st
+
+from app_shared import UPLOAD_TYPES, ensure_index, read_upload, show_hits
+from mirage_core.errors import MirageError
+from mirage_core.labels import MODALITIES
+from mirage_core.search import more_like_this, search_image, search_text
+
+PRESETS = [
+    "chest x-ray pneumothorax", "axial CT of the abdomen with a liver lesion", "MRI brain T2 hyperintensity",
+    "ultrasound of the gallbladder", "coronary angiography stenosis", "panoramic dental radiograph",
+]
+
+encoder, index = ensure_index()
+st.title("Retrieval")
+
+with st.sidebar:
+    st.markdown("#### Filters")
+    modalities = st.multiselect("Modality", [m for m in MODALITIES if m in set(index.modalities)])
+    licences = st.multiselect("Licence", sorted(set(index.licences)))
+    k = st.slider("Results", 4, 32, 12, step=4)
+
+similar_to = st.session_state.get("similar_to")
+if similar_to:
+    st.subheader(f"More like {similar_to}")
+    if st.button("Back to search"):
+        del st.session_state["similar_to"]
+        st.rerun()
+    try:
+        show_hits(more_like_this(index, similar_to, k), key="similar")
+    except MirageError as error:
+        st.error(str(error))
+    st.stop()
+
+by_text, by_image = st.tabs(["Text query", "Image query"])
+with by_text:
+    preset = st.pills("Presets", PRESETS, key="preset")
+    with st.form("text-search"):
+        query = st.text_input("Describe what you want to see", value=preset or "",
+                              placeholder="e.g. chest x-ray pneumothorax")
+        if st.form_submit_button("Search", type="primary"):
+            st.session_state["text_query"] = query
+    if preset and preset != st.session_state.get("last_preset"):
+        st.session_state["text_query"] = st.session_state["last_preset"] = preset
+    if "text_query" in st.session_state:
+        try:
+            hits = search_text(index, encoder, st.session_state["text_query"], k, modalities=modalities,
+                               licences=licences)
+            show_hits(hits, key="text")
+        except MirageError as error:
+            st.error(str(error))
+
+with by_image:
+    uploaded = st.file_uploader("Upload a radiology image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES)
+    image = read_upload(uploaded)
+    if image is not None:
+        left, right = st.columns([1, 3])
+        left.image(image, caption="your image", use_container_width=True)
+        with right:
+            st.markdown("**Captions that describe it best** (written by the articles' authors)")
+            for rank, hit in enumerate(search_image(index, encoder, image, 5, target="captions"), 1):
+                st.markdown(f"{rank}. {hit.record.caption}  \n<small>score {hit.score:.3f} · "
+                            f"{hit.record.id}</small>", unsafe_allow_html=True)
+        st.markdown("**Similar images**")
+        show_hits(search_image(index, encoder, image, k, modalities=modalities, licences=licences), key="image")

@@ -1,0 +1,133 @@
+"""What every page of the dashboard shares: cached models and index, and how a result is drawn.
+
+Models, the index and the PCA are `st.cache_resource` (one copy per server process, read-only); anything
+per user lives in `st.session_state`. The logic itself is in `mirage_core`; this module only adapts it
+to Streamlit (caching, error display, the result grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+from mirage_core.config import Settings, load_settings
+from mirage_core.encoders import Encoder, create_encoder
+from mirage_core.errors import MirageError
+from mirage_core.images import open_image
+from mirage_core.index import Hit, Index, build_index, load_index, save_index
+from mirage_core.projection import Projection, fit_projection
+
+DISCLAIMER = "For education only — not for diagnosis."
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
+
+
+def get_settings() -> Settings:
+    return load_settings()
+
+
+@st.cache_resource(show_spinner="Loading the encoder…")
+def get_encoder(name: str, device: str) -> Encoder:
+    return create_encoder(name, device)
+
+
+@st.cache_resource(show_spinner="Loading the index…")
+def _load_index(folder: str, name: str, device: str) -> Index:
+    return load_index(folder, get_encoder(name, device))
+
+
+@st.cache_resource(show_spinner="Fitting the 2D projection…")
+def _projection(folder: str, name: str, device: str) -> Projection:
+    return fit_projection(_load_index(folder, name, device))
+
+
+def ensure_index() -> tuple[Encoder, Index]:
+    """The encoder and index of the configured profile; builds the index on first start, with a progress bar."""
+    settings = get_settings()
+    encoder = get_encoder(settings.encoder, settings.device)
+    folder = settings.index_dir(encoder.fingerprint)
+    if not (folder / "manifest.json").exists():
+        bar = st.progress(0.0, text="First start: embedding the corpus (once)…")
+        index = build_index(
+            settings.load_corpus(), encoder,
+            progress=lambda done, total: bar.progress(done / total, text=f"Embedding the corpus: {done}/{total}"),
+        )
+        save_index(index, folder)
+        bar.empty()
+    return encoder, _load_index(str(folder), settings.encoder, settings.device)
+
+
+def get_projection() -> Projection:
+    settings = get_settings()
+    encoder = get_encoder(settings.encoder, settings.device)
+    return _projection(str(settings.index_dir(encoder.fingerprint)), settings.encoder, settings.device)
+
+
+def read_upload(uploaded) -> object | None:
+    """A PIL image from an uploaded file, or None after showing why it could not be read."""
+    if uploaded is None:
+        return None
+    try:
+        return open_image(uploaded.getvalue(), uploaded.name)
+    except MirageError as error:
+        st.error(str(error))
+        return None
+
+
+def attribution(hit: Hit) -> str:
+    record = hit.record
+    parts = []
+    if record.article_url:
+        parts.append(f"[{record.pmc_id}]({record.article_url})")
+    parts.append(f"[{record.licence}]({record.licence_url})" if record.licence_url else record.licence)
+    return " · ".join(parts)
+
+
+def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: bool = True) -> None:
+    """A grid of results: image, caption, score, modality, licence and PMC link; 'more like this'."""
+    if not hits:
+        st.info("No results match the filters.")
+        return
+    grid = st.columns(columns)
+    for rank, hit in enumerate(hits):
+        with grid[rank % columns]:
+            with st.container(border=True):
+                try:
+                    st.image(open_image(hit.record.image_path), use_container_width=True)
+                except MirageError:
+                    st.warning("image unavailable")
+                st.caption(f"**{rank + 1}.** score {hit.score:.3f} · {hit.record.modality} · {hit.record.id}")
+                caption = hit.record.caption
+                st.markdown(caption if len(caption) <= 220 else caption[:217] + "…")
+                st.markdown(attribution(hit))
+                if more_like_this and st.button("More like this", key=f"{key}-more-{hit.record.id}"):
+                    st.session_state["similar_to"] = hit.record.id
+                    st.switch_page("app_pages/retrieval.py")
+
+
+def show_error(error: MirageError) -> None:
+    st.error(str(error))
+
+
+def path_figure(picture):
+    """Plotly figure of a `PathPicture`: grey corpus sample, the query's path as arrows, hits highlighted."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    figure.add_scatter(x=picture.sample_images[:, 0], y=picture.sample_images[:, 1], mode="markers",
+                       name="corpus images", marker=dict(size=4, color="#5b6675", opacity=0.45))
+    figure.add_scatter(x=picture.sample_captions[:, 0], y=picture.sample_captions[:, 1], mode="markers",
+                       name="corpus captions", marker=dict(size=4, color="#8a7a55", opacity=0.35, symbol="diamond"))
+    points = picture.path_points
+    figure.add_scatter(x=points[:, 0], y=points[:, 1], mode="markers+text", name="query path",
+                       text=picture.path_labels, textposition="top center",
+                       marker=dict(size=11, color="#4fa3ff"), textfont=dict(size=14))
+    for start, end in zip(points[:-1], points[1:]):
+        figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y", axref="x",
+                              ayref="y", showarrow=True, arrowhead=3, arrowsize=1.4, arrowwidth=2.5,
+                              arrowcolor="#4fa3ff")
+    figure.add_scatter(x=picture.hit_points[:, 0], y=picture.hit_points[:, 1], mode="markers", name="top results",
+                       text=picture.hit_labels, marker=dict(size=10, color="#ff7a59", symbol="star"))
+    figure.update_layout(height=560, xaxis_title="PC 1", yaxis_title="PC 2", legend=dict(orientation="h"),
+                         margin=dict(t=20, b=20, l=20, r=20))
+    return figure

@@ -1,0 +1,31 @@
+"""MIRAGE dashboard: navigation, the sidebar every page shares, and the first-start index build."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from app_shared import DISCLAIMER, ensure_index, get_settings
+from mirage_core.errors import MirageError
+
+st.set_page_config(page_title="MIRAGE", page_icon="🩻", layout="wide")
+
+pages = st.navigation([
+    st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("app_pages/retrieval.py", title="Retrieval", icon="🔎"),
+    st.Page("app_pages/dual_search.py", title="Dual search", icon="➗"),
+])
+
+settings = get_settings()
+try:
+    encoder, index = ensure_index()
+except MirageError as error:
+    st.error(f"MIRAGE cannot start: {error}")
+    st.stop()
+
+with st.sidebar:
+    st.markdown("### MIRAGE")
+    corpus = "/".join(Path(index.manifest.get("corpus", "?")).parts[-3:])
+    st.caption(f"Encoder: `{encoder.name}`  \nCorpus: `…/{corpus}` · {len(index):,} images")
+    st.warning(DISCLAIMER, icon="⚠️")
+
+pages.run()

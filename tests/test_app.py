@@ -1,0 +1,140 @@
+"""AppTest: drive each page of the dashboard with the real lite models on a small corpus slice."""
+
+import csv
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+TIMEOUT = 180
+
+
+@pytest.fixture
+def app_env(tmp_path, demo_corpus, monkeypatch):
+    records = demo_corpus.records[:60]
+    path = tmp_path / "slice.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
+        for record in records:
+            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+    monkeypatch.setenv("MIRAGE_CORPUS", str(path))
+    monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
+    return records
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _markdown(at) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_home_shows_corpus_and_disclaimer(app_env):
+    at = _app()
+    assert at.title[0].value == "MIRAGE"
+    assert any("not for diagnosis" in w.value for w in at.sidebar.warning)
+    assert len(at.get("plotly_chart")) == 1
+    assert "Pelka" in _markdown(at)
+    assert "60 images" in "\n".join(c.value for c in at.sidebar.caption)
+
+
+def test_text_search_shows_attributed_results(app_env):
+    at = _app("app_pages/retrieval.py")
+    at.text_input[0].input("chest x-ray")
+    at.button[0].click().run()  # the form's Search button
+    assert not at.exception and not at.error
+    captions = [c.value for c in at.caption if "score" in c.value]
+    assert len(captions) == 12
+    assert "https://www.ncbi.nlm.nih.gov/pmc/articles/PMC" in _markdown(at)
+    assert "creativecommons.org" in _markdown(at)
+
+
+@pytest.mark.parametrize("query, message", [("   ", "empty"), ("x" * 5000, "limit")])
+def test_bad_queries_show_a_message(app_env, query, message):
+    at = _app("app_pages/retrieval.py")
+    at.text_input[0].input(query)
+    at.button[0].click().run()
+    assert not at.exception
+    assert message in at.error[0].value
+
+
+def test_more_like_this(app_env):
+    at = _app("app_pages/retrieval.py")
+    at.text_input[0].input("CT")
+    at.button[0].click().run()
+    more = next(b for b in at.button if b.label == "More like this")
+    more.click().run()
+    assert not at.exception
+    assert any(h.value.startswith("More like") for h in at.subheader)
+
+
+def test_dual_search_presets_plot_and_walk(app_env):
+    at = _app("app_pages/dual_search.py")
+    at.selectbox[0].select("Chest X-ray − No foreign bodies + Pacemaker").run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader][:2] == ["Original: “Chest X-ray”", "After the arithmetic"]
+    assert len(at.get("plotly_chart")) == 1
+    assert any("explain" in c.value for c in at.caption)
+    walk_slider = next(s for s in at.slider if s.label == "Position")
+    walk_slider.set_value(1.0).run()
+    assert not at.exception
+
+
+def test_dual_search_cancelling_terms(app_env):
+    at = _app("app_pages/dual_search.py")
+    at.text_input(key="(your own)-Add-0").input("").run()
+    assert "empty" in at.error[0].value
+    at.number_input(key="(your own)-Add-n").set_value(0).run()
+    at.text_input(key="(your own)-Subtract-0").input("chest x-ray").run()
+    assert "cancel out" in at.error[0].value
+
+
+def _bomb() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _dicom_without_pixels() -> bytes:
+    from test_images import _dicom
+
+    return _dicom(with_pixels=False)
+
+
+def test_image_upload_finds_captions_and_similar_images(app_env):
+    at = _app("app_pages/retrieval.py")
+    data = open(app_env[0].image_path, "rb").read()
+    at.file_uploader[0].set_value(("scan.jpg", data, "image/jpeg")).run()
+    assert not at.exception and not at.error
+    assert any("Captions that describe it best" in m.value for m in at.markdown)
+    assert sum("score" in c.value for c in at.caption) == 12
+    assert app_env[0].id in "\n".join(c.value for c in at.caption)  # the image finds itself
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("notes.png", lambda records: b"just some text, not an image", "not a readable image"),
+        ("cut.jpg", lambda records: open(records[0].image_path, "rb").read()[:3000], "truncated or corrupt"),
+        ("bomb.png", lambda records: _bomb(), "decompression bomb|too large"),
+        ("empty.dcm", lambda records: _dicom_without_pixels(), "no pixel data"),
+    ],
+)
+def test_bad_uploads_show_a_message(app_env, name, make, message):
+    import re
+
+    at = _app("app_pages/retrieval.py")
+    at.file_uploader[0].set_value((name, make(app_env), "application/octet-stream")).run()
+    assert not at.exception
+    assert at.error and re.search(message, at.error[0].value)
