@@ -88,6 +88,8 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
     if not hits:
         st.info("No results match the filters.")
         return
+    st.caption("Ranked by similarity, corrected for 'hub' images that resemble every query; "
+               "the number shown is the plain cosine similarity.")
     grid = st.columns(columns)
     for rank, hit in enumerate(hits):
         with grid[rank % columns]:
@@ -96,7 +98,7 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
                     st.image(open_image(hit.record.image_path), use_container_width=True)
                 except MirageError:
                     st.warning("image unavailable")
-                st.caption(f"**{rank + 1}.** score {hit.score:.3f} · {hit.record.modality} · {hit.record.id}")
+                st.caption(f"**{rank + 1}.** similarity {hit.score:.3f} · {hit.record.modality} · {hit.record.id}")
                 caption = hit.record.caption
                 st.markdown(caption if len(caption) <= 220 else caption[:217] + "…")
                 st.markdown(attribution(hit))

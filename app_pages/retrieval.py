@@ -60,7 +60,7 @@ with by_image:
         with right:
             st.markdown("**Captions that describe it best** (written by the articles' authors)")
             for rank, hit in enumerate(search_image(index, encoder, image, 5, target="captions"), 1):
-                st.markdown(f"{rank}. {hit.record.caption}  \n<small>score {hit.score:.3f} · "
+                st.markdown(f"{rank}. {hit.record.caption}  \n<small>similarity {hit.score:.3f} · "
                             f"{hit.record.id}</small>", unsafe_allow_html=True)
         st.markdown("**Similar images**")
         show_hits(search_image(index, encoder, image, k, modalities=modalities, licences=licences), key="image")

@@ -303,7 +303,7 @@ def train_lite(
     def evaluate(heads: LiteHeads) -> dict:
         if not heldout.ids:
             return {}
-        metrics = _heldout_metrics(heads.eval(), train, heldout)
+        metrics = _heldout_metrics(heads.eval(), train, heldout, config)
         return {"t2i_R@10": metrics["t2i"]["R@10"], "i2t_R@10": metrics["i2t"]["R@10"]}
 
     heads = fit_heads(train, train_records, config, settings, log=log, evaluate=evaluate if log else None)
@@ -329,18 +329,27 @@ def train_lite(
         "created": timestamp(),
     }
     if heldout.ids:
-        report["heldout"] = _heldout_metrics(heads, train, heldout)
+        report["heldout"] = _heldout_metrics(heads, train, heldout, config)
     _write_json(report, out_dir / "training.json")
     return report
 
 
-def _heldout_metrics(heads: LiteHeads, train: FeatureCache, heldout: FeatureCache) -> dict:
-    """Held-out recall ranked as the index ranks: with the training set as the hubness bank."""
+def _heldout_metrics(
+    heads: LiteHeads, train: FeatureCache, heldout: FeatureCache, config: dict | None = None
+) -> dict:
+    """Held-out recall as the shipped encoder and index compute it: the training set as the bank for the
+    cross-modal bridge and the hubness correction."""
     from .evaluation import recall_metrics
     from .index import hubness
 
+    from .encoders.lite import bridge
+
     bank_images, bank_captions = embed_cached(heads, train)
     images, captions = embed_cached(heads, heldout)
+    if config and "bridge" in config:
+        bank = {"images": bank_images, "captions": bank_captions}
+        images = bridge(images, bank, "image", **config["bridge"])
+        captions = bridge(captions, bank, "text", **config["bridge"])
     return recall_metrics(images, captions, hubness(images, bank_captions), hubness(captions, bank_images))
 
 

@@ -76,3 +76,19 @@ def test_lite_places_matching_text_nearest(lite_encoder, demo_slice):
 def test_missing_lite_weights(tmp_path):
     with pytest.raises(MirageError, match="weights not found"):
         create_encoder(f"lite:{tmp_path / 'none.safetensors'}")
+
+
+def test_bridge_pulls_a_row_towards_its_neighbours_other_modality():
+    from mirage_core.encoders.lite import bridge
+
+    bank = {
+        "images": np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]], np.float32),
+        "captions": np.array([[0, 0, 1], [0, 0.1, 0.9], [0, 1, 0]], np.float32),
+    }
+    bank = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in bank.items()}
+    image = np.array([[1, 0, 0]], np.float32)
+    moved = bridge(image, bank, "image", k=2, temperature=0.05, weight=0.5)
+    np.testing.assert_allclose(np.linalg.norm(moved), 1, atol=1e-6)
+    assert moved[0, 2] > 0.3 and moved[0, 0] < 1  # towards the captions of its two nearest training images
+    unchanged = bridge(image, bank, "image", k=2, temperature=0.05, weight=0.0)
+    np.testing.assert_allclose(unchanged, image, atol=1e-6)

@@ -48,7 +48,11 @@ class Encoder(ABC):
         chunks = [self._text_features(ordered[i : i + MAX_TEXT_BATCH]) for i in range(0, len(ordered), MAX_TEXT_BATCH)]
         rows = np.empty((len(texts), self.dim), dtype=np.float32)
         rows[order] = torch.cat(chunks).float().cpu().numpy()
-        return normalise_rows(rows)
+        return self._finish(normalise_rows(rows), "text")
+
+    def _finish(self, rows: np.ndarray, modality: str) -> np.ndarray:
+        """Last step for both modalities (identity here); an encoder may refine its unit rows."""
+        return rows
 
     @torch.inference_mode()
     def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -219,4 +219,27 @@ class LiteEncoder(Encoder):
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         features = self.image_backbone(pixels.to(self.device).contiguous(memory_format=torch.channels_last))
-        return normalise_rows(self.heads.embed_image(features).cpu().numpy())
+        return self._finish(normalise_rows(self.heads.embed_image(features).cpu().numpy()), "image")
+
+    def _finish(self, rows: np.ndarray, modality: str) -> np.ndarray:
+        if self.reference_bank is None or "bridge" not in self.config:
+            return rows
+        return bridge(rows, self.reference_bank, modality, **self.config["bridge"])
+
+
+def bridge(rows: np.ndarray, bank: dict, modality: str, k: int, temperature: float, weight: float) -> np.ndarray:
+    """Pull each row towards the other modality through its nearest training pairs.
+
+    An image's k nearest training images (softmax-weighted by similarity) lend it their captions'
+    embedding, and a text's nearest training captions lend it their images'; the row becomes
+    normalise(row + weight · that loan). Text–text and image–image similarities are more reliable than
+    cross-modal ones on a small training set, so this bridge carries a query across the modality gap.
+    """
+    same, other = (bank["images"], bank["captions"]) if modality == "image" else (bank["captions"], bank["images"])
+    k = min(k, len(same))
+    similarity = rows @ same.T
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    weights = np.exp((np.take_along_axis(similarity, nearest, 1) - 1.0) / temperature)
+    weights /= weights.sum(1, keepdims=True)
+    loan = normalise_rows(np.einsum("nk,nkd->nd", weights, other[nearest]))
+    return normalise_rows(rows + weight * loan)
