@@ -13,7 +13,13 @@ __all__ = ["Encoder", "create_encoder", "normalise_rows"]
 
 
 def create_encoder(name: str = "lite", device: str = "cpu") -> Encoder:
-    """Build the encoder a profile name describes."""
+    """Build the encoder a profile name describes.
+
+    Also caps numpy's BLAS at one thread: the encoders run on torch's thread pool, and BLAS threads that
+    spin between the small matrix products of a query steal those cores (it doubled search latency)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
     kind, _, argument = name.partition(":")
     if kind == "lite":
         from .lite import LiteEncoder
