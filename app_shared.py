@@ -95,7 +95,7 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
         with grid[rank % columns]:
             with st.container(border=True):
                 try:
-                    st.image(open_image(hit.record.image_path), use_container_width=True)
+                    st.image(open_image(hit.record.image_path), width="stretch")
                 except MirageError:
                     st.warning("image unavailable")
                 st.caption(f"**{rank + 1}.** similarity {hit.score:.3f} · {hit.record.modality} · {hit.record.id}")

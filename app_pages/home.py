@@ -36,7 +36,7 @@ with right:
         title=f"{len(index):,} images by modality",
     )
     chart.update_layout(height=320, margin=dict(t=40, b=0, l=0, r=0))
-    st.plotly_chart(chart, use_container_width=True)
+    st.plotly_chart(chart, width="stretch")
     licences = Counter(r.licence for r in index.records)
     st.caption("Licences: " + ", ".join(f"{name} {n:,}" for name, n in licences.most_common()))
 

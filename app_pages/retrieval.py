@@ -56,7 +56,7 @@ with by_image:
     image = read_upload(uploaded)
     if image is not None:
         left, right = st.columns([1, 3])
-        left.image(image, caption="your image", use_container_width=True)
+        left.image(image, caption="your image", width="stretch")
         with right:
             st.markdown("**Captions that describe it best** (written by the articles' authors)")
             for rank, hit in enumerate(search_image(index, encoder, image, 5, target="captions"), 1):
