@@ -15,7 +15,7 @@ from mirage_core.config import Settings, load_settings
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.images import open_image
-from mirage_core.index import Hit, Index, build_index, load_index, save_index
+from mirage_core.index import Hit, Index, load_index, open_or_build_index
 from mirage_core.projection import Projection, fit_projection
 
 DISCLAIMER = "For education only — not for diagnosis."
@@ -48,11 +48,10 @@ def ensure_index() -> tuple[Encoder, Index]:
     folder = settings.index_dir(encoder.fingerprint)
     if not (folder / "manifest.json").exists():
         bar = st.progress(0.0, text="First start: embedding the corpus (once)…")
-        index = build_index(
-            settings.load_corpus(), encoder,
+        open_or_build_index(
+            folder, encoder, settings.load_corpus,
             progress=lambda done, total: bar.progress(done / total, text=f"Embedding the corpus: {done}/{total}"),
         )
-        save_index(index, folder)
         bar.empty()
     return encoder, _load_index(str(folder), settings.encoder, settings.device)
 

@@ -148,7 +148,7 @@ def _open_index(args, settings, encoder):
     )
 
 
-def _hit_dict(hit, captions: bool = False) -> dict:
+def _hit_dict(hit) -> dict:
     record = hit.record
     return {
         "id": record.id, "score": round(hit.score, 4), "modality": record.modality, "caption": record.caption,

@@ -85,17 +85,14 @@ def _open_dicom(data: bytes, label: str) -> Image.Image:
 
 def _dicom_window(dataset, pixels: np.ndarray) -> tuple[float, float]:
     """The stored window centre/width when present, else the 1st–99th percentile of the pixels."""
+    from pydicom.multival import MultiValue
+
     centre, width = getattr(dataset, "WindowCenter", None), getattr(dataset, "WindowWidth", None)
     if centre is not None and width is not None:
-        centre = float(centre[0] if isinstance(centre, pydicom_multi()) else centre)
-        width = float(width[0] if isinstance(width, pydicom_multi()) else width)
+        centre = float(centre[0] if isinstance(centre, MultiValue) else centre)  # several windows: the first
+        width = float(width[0] if isinstance(width, MultiValue) else width)
         if width > 0:
             return centre - width / 2, centre + width / 2
     low, high = np.percentile(pixels, [1, 99])
     return float(low), float(high)
 
-
-def pydicom_multi() -> type:
-    from pydicom.multival import MultiValue
-
-    return MultiValue

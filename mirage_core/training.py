@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .corpus import Record
-from .encoders.lite import ImageBackbone, LiteHeads, TextBackbone
+from .encoders.lite import ImageBackbone, LiteHeads, TextBackbone, bridge
 from .errors import ImageError
 from .images import open_image
 
@@ -341,8 +341,6 @@ def _heldout_metrics(
     cross-modal bridge and the hubness correction."""
     from .evaluation import recall_metrics
     from .index import hubness
-
-    from .encoders.lite import bridge
 
     bank_images, bank_captions = embed_cached(heads, train)
     images, captions = embed_cached(heads, heldout)
