@@ -50,7 +50,7 @@ def test_build_search_arith_eval(small_corpus_csv, tmp_path, capsys):
     out = tmp_path / "index"
     assert main(["build-index", "--roco", str(small_corpus_csv), "--out", str(out), "--json"]) == 0
     manifest = json.loads(capsys.readouterr().out)
-    assert manifest["count"] == 16 and manifest["encoder"] == "lite" and manifest["dim"] == 384
+    assert manifest["count"] == 16 and manifest["encoder"] == "lite" and manifest["dim"] == 256
 
     assert main(["search", "chest x-ray", "--index", str(out), "--k", "5", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]

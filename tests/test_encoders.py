@@ -58,7 +58,7 @@ def test_unknown_profile():
 
 
 def test_lite_encoder_interface(lite_encoder):
-    assert lite_encoder.dim == 384  # 3 ensemble members × 128
+    assert lite_encoder.dim == 256  # 2 ensemble members × 128
     _check_interface(lite_encoder)
 
 
