@@ -58,8 +58,8 @@ class Index:
         bias = np.zeros((2, len(images)), dtype=np.float32) if bias is None else bias
         if images.shape != captions.shape or len(images) != len(records) or bias.shape != (2, len(images)):
             raise MirageError("index parts disagree in size: rebuild it with `mirage build-index`")
-        self.images, self._image_tensor = _read_only_with_tensor(images)
-        self.captions, self._caption_tensor = _read_only_with_tensor(captions)
+        self.images = _read_only(images)
+        self.captions = _read_only(captions)
         self.bias = _read_only(bias)
         self.image_bias, self.caption_bias = self.bias
         self.records = list(records)
@@ -96,15 +96,11 @@ class Index:
         licences: Sequence[str] | None = None, exclude: Sequence[int] = (),
     ) -> list[Hit]:
         """The k records whose image (or caption, with target='captions') is nearest to `vector`."""
-        matrix, bias = (
-            (self._image_tensor, self.image_bias) if target == "images" else (self._caption_tensor, self.caption_bias)
-        )
-        vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        matrix, bias = (self.images, self.image_bias) if target == "images" else (self.captions, self.caption_bias)
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.dim:
             raise IndexMismatchError(f"query has {vector.shape[0]} dimensions, the index {self.dim}")
-        # torch, not numpy: the encoder's torch threads and numpy's BLAS threads would otherwise take turns
-        # spinning on the same two cores, which doubles the latency of a search.
-        cosines = torch.mv(matrix, torch.tensor(vector)).numpy()
+        cosines = matrix @ vector  # BLAS gemv; see create_encoder for why BLAS runs on one thread
         scores = cosines - bias
         allowed = self.mask(modalities, licences)
         if allowed is not None or exclude:
@@ -146,14 +142,6 @@ def hubness(vectors: np.ndarray, bank: np.ndarray | None, k: int = HUB_K) -> np.
         scores = vectors[start : start + 4096] @ bank.T
         result[start : start + 4096] = np.partition(scores, len(bank) - k, axis=1)[:, -k:].mean(1)
     return result
-
-
-def _read_only_with_tensor(array: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-    """A read-only float32 array and a torch tensor sharing its memory (no copy)."""
-    array = np.array(array, dtype=np.float32, order="C", copy=True)
-    tensor = torch.from_numpy(array)
-    array.setflags(write=False)
-    return array, tensor
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

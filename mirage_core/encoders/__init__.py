@@ -16,7 +16,8 @@ def create_encoder(name: str = "lite", device: str = "cpu") -> Encoder:
     """Build the encoder a profile name describes.
 
     Also caps numpy's BLAS at one thread: the encoders run on torch's thread pool, and BLAS threads that
-    spin between the small matrix products of a query steal those cores (it doubled search latency)."""
+    spin-wait after each product steal those cores from the next query's encoder (on two cores this
+    doubled search latency; a one-thread gemv over the index is the faster whole)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")
