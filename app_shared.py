@@ -116,9 +116,9 @@ def path_figure(picture):
 
     figure = go.Figure()
     figure.add_scatter(x=picture.sample_images[:, 0], y=picture.sample_images[:, 1], mode="markers",
-                       name="corpus images", marker=dict(size=4, color="#5b6675", opacity=0.45))
+                       name="corpus images", marker=dict(size=5, color="#8fa3bf", opacity=0.6))
     figure.add_scatter(x=picture.sample_captions[:, 0], y=picture.sample_captions[:, 1], mode="markers",
-                       name="corpus captions", marker=dict(size=4, color="#8a7a55", opacity=0.35, symbol="diamond"))
+                       name="corpus captions", marker=dict(size=5, color="#c8a96a", opacity=0.5, symbol="diamond"))
     points = picture.path_points
     figure.add_scatter(x=points[:, 0], y=points[:, 1], mode="markers+text", name="query path",
                        text=picture.path_labels, textposition="top center",

@@ -97,4 +97,6 @@ def test_dual_search_renders_results_and_pca(server, page):
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
     assert page.get_by_text("explain", exact=False).count() >= 1
     page.screenshot(path=str(ARTIFACTS / "dual_search.png"), full_page=True)
-    assert (ARTIFACTS / "dual_search.png").stat().st_size > 10_000
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dual_search_pca.png"))
+    assert (ARTIFACTS / "dual_search_pca.png").stat().st_size > 10_000
