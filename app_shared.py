@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from mirage_core.config import Settings, load_settings
+from mirage_core.config import load_settings
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.images import open_image
@@ -20,10 +20,6 @@ from mirage_core.projection import Projection, fit_projection
 
 DISCLAIMER = "For education only — not for diagnosis."
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
-
-
-def get_settings() -> Settings:
-    return load_settings()
 
 
 @st.cache_resource(show_spinner="Loading the encoder…")
@@ -43,7 +39,7 @@ def _projection(folder: str, name: str, device: str) -> Projection:
 
 def ensure_index() -> tuple[Encoder, Index]:
     """The encoder and index of the configured profile; builds the index on first start, with a progress bar."""
-    settings = get_settings()
+    settings = load_settings()
     encoder = get_encoder(settings.encoder, settings.device)
     folder = settings.index_dir(encoder.fingerprint)
     if not (folder / "manifest.json").exists():
@@ -57,7 +53,7 @@ def ensure_index() -> tuple[Encoder, Index]:
 
 
 def get_projection() -> Projection:
-    settings = get_settings()
+    settings = load_settings()
     encoder = get_encoder(settings.encoder, settings.device)
     return _projection(str(settings.index_dir(encoder.fingerprint)), settings.encoder, settings.device)
 

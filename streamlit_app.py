@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_shared import DISCLAIMER, ensure_index, get_settings
+from app_shared import DISCLAIMER, ensure_index
 from mirage_core.errors import MirageError
 
 st.set_page_config(page_title="MIRAGE", page_icon="🩻", layout="wide")
@@ -15,7 +15,6 @@ pages = st.navigation([
     st.Page("app_pages/dual_search.py", title="Dual search", icon="➗"),
 ])
 
-settings = get_settings()
 try:
     encoder, index = ensure_index()
 except MirageError as error:

@@ -3,10 +3,9 @@
 import streamlit as st
 
 from app_shared import UPLOAD_TYPES, ensure_index, get_projection, path_figure, read_upload, show_hits
-from mirage_core.arithmetic import Term, dual_search
+from mirage_core.arithmetic import Term, concept_walk, dual_search
 from mirage_core.errors import MirageError
-from mirage_core.projection import CENTRING_NOTE, picture_of, walk
-from mirage_core.search import embed_text
+from mirage_core.projection import CENTRING_NOTE, picture_of
 
 PRESETS = {
     "Chest X-Ray − Bones + Soft Tissue": ("Chest X-Ray", ["Bones"], ["Soft Tissue"]),
@@ -58,8 +57,7 @@ except MirageError as error:
     st.error(str(error))
     st.stop()
 st.session_state["dual_vector"] = result.composition.result
-st.session_state["dual_label"] = f"{query} − {' − '.join(t.describe() for t in subtract)} + " + \
-    " + ".join(t.describe() for t in add)
+st.session_state["dual_label"] = result.composition.expression()
 
 before, after = st.columns(2)
 with before:
@@ -82,7 +80,6 @@ concept_a = a_col.text_input("From", query, key="walk-a")
 concept_b = b_col.text_input("To", add[0].describe() if add else "MRI of the brain", key="walk-b")
 t = st.slider("Position", 0.0, 1.0, 0.5, 0.05, key="walk-t")
 try:
-    vector = walk(embed_text(encoder, concept_a), embed_text(encoder, concept_b), t)
-    show_hits(index.search(vector, 8), key="walk", more_like_this=False)
+    show_hits(concept_walk(index, encoder, concept_a, concept_b, t), key="walk", more_like_this=False)
 except MirageError as error:
     st.error(str(error))

@@ -5,7 +5,7 @@ import streamlit as st
 from app_shared import UPLOAD_TYPES, ensure_index, read_upload, show_hits
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES
-from mirage_core.search import more_like_this, search_image, search_text
+from mirage_core.search import embed_image, more_like_this, search_text
 
 PRESETS = [
     "chest x-ray pneumothorax", "axial CT of the abdomen with a liver lesion", "MRI brain T2 hyperintensity",
@@ -55,12 +55,13 @@ with by_image:
     uploaded = st.file_uploader("Upload a radiology image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES)
     image = read_upload(uploaded)
     if image is not None:
+        vector = embed_image(encoder, image)  # one embedding serves both lists below
         left, right = st.columns([1, 3])
         left.image(image, caption="your image", width="stretch")
         with right:
             st.markdown("**Captions that describe it best** (written by the articles' authors)")
-            for rank, hit in enumerate(search_image(index, encoder, image, 5, target="captions"), 1):
+            for rank, hit in enumerate(index.search(vector, 5, target="captions"), 1):
                 st.markdown(f"{rank}. {hit.record.caption}  \n<small>similarity {hit.score:.3f} · "
                             f"{hit.record.id}</small>", unsafe_allow_html=True)
         st.markdown("**Similar images**")
-        show_hits(search_image(index, encoder, image, k, modalities=modalities, licences=licences), key="image")
+        show_hits(index.search(vector, k, modalities=modalities, licences=licences), key="image")

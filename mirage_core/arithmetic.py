@@ -3,7 +3,8 @@
 Each term is a text, an image or a ready vector, with a weight. `compose` returns every intermediate
 vector (the query, the running sum after each term, the normalised result) so that the app can draw the
 moves; `dual_search` adds the hits for the original and the modified query. A result that cancels out
-(the query minus itself) is a `QueryError`, never a vector of NaNs.
+(the query minus itself) is a `QueryError`, never a vector of NaNs. `concept_walk` slides from one concept
+to another along the sphere.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Step:
     term_vector: np.ndarray
     running: np.ndarray
 
+    def signed_label(self, with_weight: bool = False) -> str:
+        weight = f"{self.weight:g}×" if with_weight and self.weight != 1 else ""
+        return f"{'+' if self.sign > 0 else '−'} {weight}{self.label}"
+
 
 @dataclass
 class Composition:
@@ -54,12 +59,17 @@ class Composition:
     query: np.ndarray
     steps: list[Step] = field(default_factory=list)
     result: np.ndarray | None = None
+    query_label: str = "query"
 
     def path(self) -> list[tuple[str, np.ndarray]]:
         """(label, vector) from the query through every step to the normalised result."""
         points = [("query", self.query)]
-        points += [(("+ " if s.sign > 0 else "− ") + s.label, s.running) for s in self.steps]
+        points += [(step.signed_label(), step.running) for step in self.steps]
         return points + [("result", self.result)]
+
+    def expression(self) -> str:
+        """The arithmetic as a reader would write it: 'chest x-ray − 0.5×bones + soft tissue'."""
+        return " ".join([self.query_label, *(step.signed_label(with_weight=True) for step in self.steps)])
 
 
 @dataclass
@@ -82,12 +92,12 @@ def embed_term(encoder: Encoder, term: Term) -> np.ndarray:
 
 def combine(
     query: np.ndarray, subtract: Sequence[tuple[np.ndarray, float, str]] = (),
-    add: Sequence[tuple[np.ndarray, float, str]] = (), query_weight: float = 1.0,
+    add: Sequence[tuple[np.ndarray, float, str]] = (), query_weight: float = 1.0, query_label: str = "query",
 ) -> Composition:
     """Pure vector arithmetic on (vector, weight, label) triples; subtractions first, then additions."""
     query = np.asarray(query, dtype=np.float32)
     running = query_weight * query
-    composition = Composition(query=query)
+    composition = Composition(query=query, query_label=query_label)
     for sign, terms in ((-1, subtract), (1, add)):
         for vector, weight, label in terms:
             running = running + sign * weight * np.asarray(vector, dtype=np.float32)
@@ -107,7 +117,7 @@ def compose(
         embed_term(encoder, query),
         [(embed_term(encoder, t), t.weight, t.describe()) for t in subtract],
         [(embed_term(encoder, t), t.weight, t.describe()) for t in add],
-        query_weight=query.weight,
+        query_weight=query.weight, query_label=query.describe(),
     )
 
 
@@ -120,3 +130,20 @@ def dual_search(
     return DualSearchResult(
         composition, index.search(original, k, **filters), index.search(composition.result, k, **filters)
     )
+
+
+def walk(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """The unit vector a fraction t of the way from a to b (spherical interpolation)."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    angle = float(np.arccos(np.clip(a @ b, -1.0, 1.0)))
+    if angle < 1e-6:
+        return a.astype(np.float32)
+    mixed = (np.sin((1 - t) * angle) * a + np.sin(t * angle) * b) / np.sin(angle)
+    return (mixed / np.linalg.norm(mixed)).astype(np.float32)
+
+
+def concept_walk(index: Index, encoder: Encoder, start: str, end: str, t: float, k: int = 8) -> list[Hit]:
+    """The images nearest to the point a fraction t of the way from one text concept to another."""
+    start_vector, end_vector = encoder.encode_text([check_text(start, "start"), check_text(end, "end")])
+    return index.search(walk(start_vector, end_vector, t), k)

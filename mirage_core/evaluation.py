@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .corpus import Corpus
+from .index import build_index
+from .splits import split_records
+
 
 def _ranks(queries: np.ndarray, candidates: np.ndarray, candidate_bias: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of the true candidate (same row index) for each query, ranked as the index ranks."""
@@ -43,10 +47,6 @@ def recall_metrics(
 
 def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) -> dict:
     """Embed a corpus with `encoder` (never training on it) and measure recall among all its pairs."""
-    from .corpus import Corpus
-    from .index import build_index
-    from .splits import split_records
-
     if heldout_only:
         corpus = Corpus(corpus.name, split_records(corpus.records)[1], corpus.skipped)
     index = build_index(corpus, encoder, progress=progress)

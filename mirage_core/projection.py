@@ -76,13 +76,3 @@ def picture_of(projection: Projection, composition, hits, index: Index, query_mo
         [hit.record.id for hit in hits], projection.explained_variance,
     )
 
-
-def walk(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """The unit vector a fraction t of the way from a to b (spherical interpolation)."""
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    angle = float(np.arccos(np.clip(a @ b, -1.0, 1.0)))
-    if angle < 1e-6:
-        return a.astype(np.float32)
-    mixed = (np.sin((1 - t) * angle) * a + np.sin(t * angle) * b) / np.sin(angle)
-    return (mixed / np.linalg.norm(mixed)).astype(np.float32)

@@ -5,11 +5,10 @@ The backbones are frozen, so training runs in two stages:
 1. `extract_features` runs the backbones once over the corpus — several augmented views per image
    (letterboxed, flipped, random crops) and several views per text (the caption, its first sentence,
    its keyword list) — and caches the result as a `.npz` keyed by corpus and config.
-2. `fit_heads` trains the two MLP heads on the cached features with a symmetric InfoNCE loss whose
-   targets are *soft*: besides its own caption, an image gets a share of credit for captions whose ROCO
-   keywords and UMLS CUIs overlap with its own (and for sibling figures of the same article). This uses
-   ROCO's metadata as extra supervision, so that the heads learn what a caption is about, not only which
-   string it is.
+2. `fit_heads` trains each ensemble member's pair of MLP heads on the cached features with a symmetric
+   InfoNCE loss. Its targets can be softened (`TrainSettings.own_weight` < 1): an image then gets a share
+   of credit for captions whose ROCO keywords and UMLS CUIs overlap with its own, and for sibling figures
+   of its article. On the ROCO demo this hurt recall (see the model card), so the default is hard targets.
 
 Held-out numbers are measured on the deterministic split of `mirage_core.splits`.
 """
@@ -33,7 +32,7 @@ from PIL import Image, ImageOps
 
 from .corpus import Record
 from .encoders.lite import ImageBackbone, LiteHeads, TextBackbone, bridge
-from .errors import ImageError
+from .errors import ImageError, MirageError
 from .images import open_image
 
 IMAGE_VIEWS = 4
@@ -268,7 +267,6 @@ def train_encoder(
     cache_dir: Path | None = None, device: str = "cpu", log: Callable[[str], None] | None = None,
 ) -> dict:
     """Train the named encoder on `corpus` and write its weights to `out_dir`; returns a report."""
-    from .errors import MirageError
     from .splits import split_records
 
     train_records, heldout_records = split_records(corpus.records) if holdout else (list(corpus.records), [])
@@ -369,13 +367,7 @@ def fine_tune_open_clip(
         parameter.requires_grad_(True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.1)
-    images = []
-    for record in train_records:
-        try:
-            images.append(encoder.preprocess(open_image(record.image_path)))
-        except ImageError:
-            images.append(None)
-    pairs = [(pixels, r.caption) for pixels, r in zip(images, train_records) if pixels is not None]
+    pairs = _readable_pairs(encoder, train_records)
     generator = np.random.default_rng(0)
     started = time.time()
     for epoch in range(epochs):
@@ -406,8 +398,6 @@ def fine_tune_open_clip(
         if spec.startswith("local-dir:") else open_clip.get_model_config(spec.split("/")[0])
     )
     if model_config is None:
-        from .errors import MirageError
-
         raise MirageError(f"cannot save a fine-tuned '{spec}': its architecture config is unknown to open_clip")
     staging = out_dir / ".staging"
     staging.mkdir(exist_ok=True)
@@ -421,14 +411,26 @@ def fine_tune_open_clip(
         "base": spec, "train_pairs": len(pairs), "epochs": epochs, "seconds": round(time.time() - started, 1),
         "created": timestamp(),
     }
-    if heldout_records:
+    heldout_pairs = _readable_pairs(encoder, heldout_records)
+    if heldout_pairs:
         tuned = OpenClipEncoder(f"local-dir:{out_dir}", device=device)
-        heldout_images = [tuned.preprocess(open_image(r.image_path)) for r in heldout_records]
         report["heldout"] = recall_metrics(
-            tuned.encode_pixels(torch.stack(heldout_images)), tuned.encode_text([r.caption for r in heldout_records])
+            tuned.encode_pixels(torch.stack([p for p, _ in heldout_pairs])),
+            tuned.encode_text([c for _, c in heldout_pairs]),
         )
     _write_json(report, out_dir / "training.json")
     return report
+
+
+def _readable_pairs(encoder, records) -> list[tuple[torch.Tensor, str]]:
+    """(pixels, caption) for every record whose image decodes; unreadable images are left out."""
+    pairs = []
+    for record in records:
+        try:
+            pairs.append((encoder.preprocess(open_image(record.image_path)), record.caption))
+        except ImageError:
+            continue
+    return pairs
 
 
 def _last_layers(model: torch.nn.Module, blocks: int) -> list[torch.nn.Parameter]:

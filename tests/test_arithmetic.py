@@ -64,3 +64,10 @@ def test_image_terms_and_dual_search(table_encoder):
     assert result.modified[0].record.id == "r3"
     image_result = compose(encoder, Term(Image.new("RGB", (4, 4), (10, 0, 0))))
     assert image_result.result.shape == (4,) and abs(np.linalg.norm(image_result.result) - 1) < 1e-6
+
+
+def test_expression_reads_like_the_arithmetic(table_encoder):
+    encoder = table_encoder(TABLE, dim=4)
+    result = compose(encoder, Term("chest x-ray"), [Term("bones", 0.5)], [Term("soft tissue")])
+    assert result.expression() == "chest x-ray − 0.5×bones + soft tissue"
+    assert compose(encoder, Term("chest x-ray")).expression() == "chest x-ray"

