@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import CorpusError
-from .labels import modality_of
+from .labels import label_record
 
 PMC_ARTICLE_URL = "https://www.ncbi.nlm.nih.gov/pmc/articles/{pmc_id}/"
 LICENCE_URLS = {
@@ -56,6 +56,7 @@ class Record:
     pmc_id: str = ""
     figure_file: str = ""
     modality: str = "unknown"
+    region: str = "unknown"
 
     @property
     def article_url(self) -> str:
@@ -75,6 +76,11 @@ class Record:
         for key in ("keywords", "cuis", "semtypes"):
             values[key] = tuple(values.get(key, ()))
         return cls(**values)
+
+    def labelled(self) -> Record:
+        """This record with its modality and region derived afresh (see `labels`)."""
+        labels = label_record(self)
+        return dataclasses.replace(self, modality=labels.modality, region=labels.region)
 
 
 @dataclass
@@ -370,6 +376,6 @@ def _finish(corpus: Corpus, licences: set[str] | None, check_images: bool) -> Co
         if check_images and (problem := _image_readable(record.image_path)):
             corpus.skipped[problem] += 1
             continue
-        kept.append(dataclasses.replace(record, modality=modality_of(record.caption)))
+        kept.append(record.labelled())
     corpus.records = kept
     return corpus

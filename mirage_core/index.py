@@ -259,7 +259,7 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
         captions = np.load(folder / "captions.npy", allow_pickle=False)
         bias = np.load(folder / "bias.npy", allow_pickle=False)
         with open(folder / "records.jsonl", encoding="utf-8") as handle:
-            records = [Record.from_dict(json.loads(line)) for line in handle if line.strip()]
+            records = [Record.from_dict(json.loads(line)).labelled() for line in handle if line.strip()]
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise MirageError(f"the index at {folder} is damaged ({error}): rebuild it with `mirage build-index`") from None
     index = Index(images, captions, records, manifest, bias)

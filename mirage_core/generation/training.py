@@ -1,0 +1,394 @@
+"""`mirage train-generator`: the three training stages of the lite generator, each resumable.
+
+1. `vae` — a small AutoencoderKL (grayscale 64 px → 4×16×16 latents), L1 + a tiny KL term.
+2. `unet` — a UNet2DConditionModel denoising those latents, cross-attending to the encoder's joint
+   embedding of either the caption or the image (so text, images and dual-search vectors all steer it),
+   with condition dropout for classifier-free guidance, min-SNR loss weighting and an EMA of the weights.
+3. `lcm` — latent consistency distillation of the EMA UNet into a LoRA (peft), following Luo et al.'s
+   LCM-LoRA recipe: a DDIM teacher step with guidance, a Huber consistency loss, boundary scalings as in
+   diffusers' `LCMScheduler`. The adapter is saved in the diffusers LoRA format and loaded with
+   `load_lora_weights`, exactly like `latent-consistency/lcm-lora-sdv1-5` for the SD profile.
+
+Every stage checkpoints (weights, optimiser, step) atomically into a work folder every few hundred steps,
+so training can be stopped and resumed over several stretches of time; `--steps` is the stage's total.
+Without a work checkpoint a stage starts from the weights in the output folder when there are any (the
+committed checkpoint), else from scratch. Only the training split of `mirage_core.splits` is used.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..corpus import Record
+from ..errors import ImageError, MirageError
+from ..images import open_image
+from .pipelines import (
+    LORA_WEIGHT_NAME,
+    condition_tokens,
+    load_config,
+    new_scheduler,
+    new_unet,
+    new_vae,
+    save_components,
+)
+
+Log = Callable[[str], None]
+CHECKPOINT_EVERY = 250
+STAGES = ("vae", "unet", "lcm")
+
+
+def square_grayscale(path: str, resolution: int) -> np.ndarray:
+    """The image's centre square, grayscale, `resolution` px a side, as uint8."""
+    image = open_image(path).convert("L")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), resample=3)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def prepare_data(records: Sequence[Record], encoder, resolution: int, cache_dir: Path, log: Log) -> dict:
+    """Pixels plus the encoder's image and caption embeddings of each readable record (cached)."""
+    cache = cache_dir / f"data-{resolution}-{encoder.fingerprint}.npz"
+    if cache.exists():
+        data = dict(np.load(cache))
+        if list(data["ids"]) == [r.id for r in records if r.id in set(data["ids"])] and len(data["ids"]):
+            return data
+    pixels, kept = [], []
+    for record in records:
+        try:
+            pixels.append(square_grayscale(record.image_path, resolution))
+            kept.append(record)
+        except ImageError:
+            continue
+    log(f"embedding {len(kept)} images and captions with encoder {encoder.name}")
+    image_rows = [encoder.encode_image([open_image(r.image_path) for r in kept[i : i + 32]])
+                  for i in range(0, len(kept), 32)]
+    data = {
+        "ids": np.array([r.id for r in kept]),
+        "pixels": np.stack(pixels),
+        "image_embeddings": np.concatenate(image_rows),
+        "text_embeddings": encoder.encode_text([r.caption for r in kept]),
+    }
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temporary = cache.with_name(f".{cache.name}.tmp.npz")
+    np.savez(temporary, **data)
+    temporary.replace(cache)
+    return data
+
+
+def _to_unit_range(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels).float().div(127.5).sub(1.0).unsqueeze(1)
+
+
+class _Checkpoint:
+    """Atomic torch checkpoints of one stage in the work folder."""
+
+    def __init__(self, work_dir: Path, stage: str):
+        self.path = work_dir / f"{stage}.pt"
+
+    def load(self) -> dict | None:
+        return torch.load(self.path, weights_only=False) if self.path.exists() else None
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save(state, temporary)
+        temporary.replace(self.path)
+
+
+def _autocast(device: torch.device):
+    # bfloat16 autocast: ~25 % faster steps on AVX-512 CPUs, the usual mixed precision on GPUs
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def train_vae(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
+              log: Log, seed: int = 0) -> dict:
+    settings = config["train"]
+    checkpoint = _Checkpoint(work_dir, "vae")
+    vae = new_vae(config, out_dir if (out_dir / "vae").exists() else None)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=settings["vae_lr"])
+    state = checkpoint.load()
+    step = 0
+    if state:
+        vae.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step = state["step"]
+    vae.to(device).train()
+    pixels = _to_unit_range(data["pixels"])
+    generator = torch.Generator().manual_seed(seed + step)
+    started, losses = time.time(), []
+    while step < steps:
+        rows = torch.randint(0, len(pixels), (settings["vae_batch"],), generator=generator)
+        batch = pixels[rows]
+        flip = torch.rand(len(batch), generator=generator) < 0.5
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch).to(device)
+        with _autocast(device):
+            posterior = vae.encode(batch).latent_dist
+            reconstruction = vae.decode(posterior.sample()).sample.float()
+            loss = (reconstruction - batch).abs().mean() + settings["vae_kl_weight"] * posterior.kl().mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        losses.append(loss.item())
+        if step % CHECKPOINT_EVERY == 0 or step == steps:
+            checkpoint.save({"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step})
+            log(f"vae step {step}/{steps} L1 {np.mean(losses[-CHECKPOINT_EVERY:]):.4f} "
+                f"({(time.time() - started) / max(len(losses), 1):.2f} s/step)")
+    vae.eval()
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(pixels[i : i + 256].to(device)).latent_dist.mean
+                             for i in range(0, len(pixels), 256)])
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    save_components(out_dir, config, vae=vae.cpu())
+    return {"vae_steps": step, "vae_l1": float(np.mean(losses[-100:])) if losses else None,
+            "scaling_factor": vae.config.scaling_factor}
+
+
+def _latent_table(vae, pixels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image and of its mirror: [2N, 4, h, w] each."""
+    means, stds = [], []
+    with torch.no_grad():
+        for view in (pixels, pixels.flip(-1)):
+            for i in range(0, len(view), 256):
+                posterior = vae.encode(view[i : i + 256].to(device)).latent_dist
+                means.append(posterior.mean.cpu())
+                stds.append(posterior.std.cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+def _conditions(data: dict, rows: torch.Tensor, config: dict, generator: torch.Generator) -> torch.Tensor:
+    """Per row: the caption's or the image's embedding, or nothing (classifier-free guidance dropout)."""
+    settings = config["train"]
+    count = len(data["ids"])
+    source_rows = rows % count
+    text = torch.from_numpy(data["text_embeddings"])[source_rows]
+    image = torch.from_numpy(data["image_embeddings"])[source_rows]
+    use_image = torch.rand(len(rows), generator=generator) < settings["image_condition_share"]
+    vectors = torch.where(use_image[:, None], image, text)
+    keep = torch.rand(len(rows), generator=generator) >= settings["condition_dropout"]
+    return condition_tokens(vectors * keep[:, None], config)
+
+
+def _snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    alphas = scheduler.alphas_cumprod[timesteps]
+    snr = alphas / (1 - alphas)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
+               log: Log, seed: int = 0) -> dict:
+    settings = config["train"]
+    vae = new_vae(config, out_dir).to(device).eval()
+    scaling = vae.config.scaling_factor
+    means, stds = _latent_table(vae, _to_unit_range(data["pixels"]), device)
+    scheduler = new_scheduler(config)
+    checkpoint = _Checkpoint(work_dir, "unet")
+    committed = out_dir if (out_dir / "unet").exists() else None
+    unet = new_unet(config, committed)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    optimiser = torch.optim.AdamW(unet.parameters(), lr=settings["unet_lr"], weight_decay=0.01)
+    state = checkpoint.load()
+    step = 0
+    if state:
+        unet.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimiser.load_state_dict(state["optimiser"])
+        step = state["step"]
+    unet.to(device).train()
+    ema.to(device)
+    generator = torch.Generator().manual_seed(seed + step)
+    started, losses = time.time(), []
+    while step < steps:
+        rows = torch.randint(0, len(means), (settings["unet_batch"],), generator=generator)
+        latents = (means[rows] + stds[rows] * torch.randn(means[rows].shape, generator=generator)) * scaling
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(rows),), generator=generator)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        hidden = _conditions(data, rows, config, generator)
+        with _autocast(device):
+            prediction = unet(noisy.to(device), timesteps.to(device), encoder_hidden_states=hidden.to(device)).sample
+        per_sample = F.mse_loss(prediction.float(), noise.to(device), reduction="none").mean((1, 2, 3))
+        loss = (per_sample * _snr_weights(scheduler, timesteps, settings["min_snr_gamma"]).to(device)).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimiser.step()
+        step += 1
+        decay = min(settings["ema_decay"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for average, current in zip(ema.parameters(), unet.parameters(), strict=True):
+                average.lerp_(current, 1 - decay)
+        losses.append(loss.item())
+        if step % CHECKPOINT_EVERY == 0 or step == steps:
+            checkpoint.save({"model": unet.state_dict(), "ema": ema.state_dict(),
+                             "optimiser": optimiser.state_dict(), "step": step})
+            save_components(out_dir, config, unet=copy.deepcopy(ema).cpu())
+            log(f"unet step {step}/{steps} loss {np.mean(losses[-CHECKPOINT_EVERY:]):.4f} "
+                f"({(time.time() - started) / max(len(losses), 1):.2f} s/step)")
+    save_components(out_dir, config, unet=copy.deepcopy(ema).cpu())
+    return {"unet_steps": step, "unet_loss": float(np.mean(losses[-200:])) if losses else None}
+
+
+class DDIMSolver:
+    """The teacher's one DDIM step between LCM's skipping timesteps (from diffusers' LCM scripts)."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, train_steps: int, ddim_steps: int):
+        ratio = train_steps // ddim_steps
+        self.timesteps = (torch.arange(1, ddim_steps + 1) * ratio).round().long() - 1
+        self.alphas = alphas_cumprod[self.timesteps]
+        self.previous_alphas = torch.cat([alphas_cumprod[:1], alphas_cumprod[self.timesteps[:-1]]])
+        self.skip = ratio
+
+    def step(self, x0: torch.Tensor, noise: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        previous = self.previous_alphas[index].view(-1, 1, 1, 1)
+        return previous.sqrt() * x0 + (1 - previous).sqrt() * noise
+
+
+def boundary_scalings(timesteps: torch.Tensor, sigma_data: float = 0.5, timestep_scaling: float = 10.0):
+    """c_skip and c_out of the consistency parameterisation, as in `LCMScheduler`."""
+    scaled = timestep_scaling * timesteps.float()
+    c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
+    c_out = scaled / (scaled**2 + sigma_data**2) ** 0.5
+    return c_skip.view(-1, 1, 1, 1), c_out.view(-1, 1, 1, 1)
+
+
+def _x0(epsilon: torch.Tensor, timesteps: torch.Tensor, sample: torch.Tensor, alphas_cumprod: torch.Tensor):
+    alpha = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    return (sample - (1 - alpha).sqrt() * epsilon) / alpha.sqrt()
+
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
+
+
+def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
+                log: Log, seed: int = 0) -> dict:
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+    settings = config["train"]
+    vae = new_vae(config, out_dir).to(device).eval()
+    scaling = vae.config.scaling_factor
+    means, stds = _latent_table(vae, _to_unit_range(data["pixels"]), device)
+    scheduler = new_scheduler(config)
+    alphas = scheduler.alphas_cumprod.to(device)
+    solver = DDIMSolver(scheduler.alphas_cumprod, scheduler.config.num_train_timesteps, settings["lcm_ddim_steps"])
+    teacher = new_unet(config, out_dir).to(device).requires_grad_(False).eval()
+    student = new_unet(config, out_dir).requires_grad_(False)
+    rank = settings["lcm_rank"]
+    student.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS, init_lora_weights="gaussian"))
+    student.to(device).train()
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=settings["lcm_lr"])
+    checkpoint = _Checkpoint(work_dir, "lcm")
+    state = checkpoint.load()
+    step = 0
+    if state:
+        set_peft_model_state_dict(student, state["lora"])
+        optimiser.load_state_dict(state["optimiser"])
+        step = state["step"]
+    generator = torch.Generator().manual_seed(seed + step)
+    low, high = settings["lcm_guidance"]
+    started, losses = time.time(), []
+    while step < steps:
+        rows = torch.randint(0, len(means), (settings["lcm_batch"],), generator=generator)
+        latents = ((means[rows] + stds[rows] * torch.randn(means[rows].shape, generator=generator)) * scaling).to(device)
+        hidden = _conditions(data, rows, config, generator).to(device)
+        empty = torch.zeros_like(hidden)
+        index = torch.randint(0, len(solver.timesteps), (len(rows),), generator=generator)
+        start = solver.timesteps[index].to(device)
+        end = torch.clamp(start - solver.skip, min=0)
+        skip_start, out_start = boundary_scalings(start)
+        skip_end, out_end = boundary_scalings(end)
+        noisy = scheduler.add_noise(latents.cpu(), torch.randn(latents.shape, generator=generator), start.cpu()).to(device)
+        guidance = (low + (high - low) * torch.rand(len(rows), generator=generator)).view(-1, 1, 1, 1).to(device)
+        with _autocast(device):
+            epsilon = student(noisy, start, encoder_hidden_states=hidden).sample.float()
+        prediction = skip_start * noisy + out_start * _x0(epsilon, start, noisy, alphas)
+        with torch.no_grad(), _autocast(device):
+            both = teacher(torch.cat([noisy, noisy]), torch.cat([start, start]),
+                           encoder_hidden_states=torch.cat([hidden, empty])).sample.float()
+            conditional, unconditional = both.chunk(2)
+            teacher_noise = unconditional + guidance * (conditional - unconditional)
+            teacher_x0 = _x0(teacher_noise, start, noisy, alphas)
+            previous = solver.step(teacher_x0, teacher_noise, index.to(device))
+            target_epsilon = student(previous, end, encoder_hidden_states=hidden).sample.float()
+            target = skip_end * previous + out_end * _x0(target_epsilon, end, previous, alphas)
+        loss = (torch.sqrt((prediction - target) ** 2 + 1e-6) - 1e-3).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimiser.step()
+        step += 1
+        losses.append(loss.item())
+        if step % CHECKPOINT_EVERY == 0 or step == steps:
+            lora = get_peft_model_state_dict(student)
+            checkpoint.save({"lora": lora, "optimiser": optimiser.state_dict(), "step": step})
+            _save_lora(out_dir, convert_state_dict_to_diffusers(lora))
+            log(f"lcm step {step}/{steps} loss {np.mean(losses[-CHECKPOINT_EVERY:]):.5f} "
+                f"({(time.time() - started) / max(len(losses), 1):.2f} s/step)")
+    _save_lora(out_dir, convert_state_dict_to_diffusers(get_peft_model_state_dict(student)))
+    return {"lcm_steps": step, "lcm_loss": float(np.mean(losses[-200:])) if losses else None, "lcm_rank": rank}
+
+
+def _save_lora(out_dir: Path, layers: dict) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    temporary = out_dir / ".lora.tmp"
+    StableDiffusionPipeline.save_lora_weights(temporary, unet_lora_layers=layers, weight_name=LORA_WEIGHT_NAME,
+                                              safe_serialization=True)
+    (temporary / LORA_WEIGHT_NAME).replace(out_dir / LORA_WEIGHT_NAME)
+    temporary.rmdir()
+
+
+def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequence[str] = STAGES,
+                    steps: dict[str, int] | None = None, device: str = "cpu", log: Log | None = None,
+                    config: dict | None = None) -> dict:
+    """Run the requested stages in order; returns a report (also written to `training.json`)."""
+    from ..splits import split_records
+
+    log = log or (lambda message: None)
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise MirageError(f"unknown stage(s) {sorted(unknown)}: choose from {', '.join(STAGES)}")
+    config = config or load_config(out_dir if (out_dir / "config.json").exists() else None)
+    if encoder.dim != config["condition_dim"]:
+        raise MirageError(f"the generator is conditioned on {config['condition_dim']}-d embeddings; encoder "
+                          f"'{encoder.name}' gives {encoder.dim}")
+    train_records, _ = split_records(corpus.records)
+    if len(train_records) < 8:
+        raise MirageError(f"{len(train_records)} training images are too few to train on (need at least 8)")
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch_device = torch.device(device)
+    data = prepare_data(train_records, encoder, config["resolution"], work_dir, log)
+    report_path = out_dir / "training.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report.update({"corpus": corpus.name, "train_images": int(len(data["ids"])),
+                   "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint})
+    runners = {"vae": train_vae, "unet": train_unet, "lcm": distill_lcm}
+    steps = steps or {}
+    for stage in STAGES:
+        if stage in stages:
+            total = steps.get(stage) or config["train"][f"{stage}_steps"]
+            report.update(runners[stage](data, config, out_dir, work_dir, total, torch_device, log))
+            report[f"{stage}_finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            temporary = report_path.with_name(".training.json.tmp")
+            temporary.write_text(json.dumps(report, indent=2))
+            temporary.replace(report_path)
+    return report
+
+
+def steps_needed(total: int, done: int) -> int:
+    return max(0, math.ceil(total - done))

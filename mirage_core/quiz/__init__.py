@@ -1,0 +1,17 @@
+"""Guided quizzes: questions generated from the corpus, spaced repetition, progress, instructor packs.
+
+- `questions`: the generator (hard negatives chosen with the encoder, every question validated by labels);
+- `schedule`: SM-2 spaced repetition;
+- `store`: learners' answers and cards in SQLite (WAL);
+- `packs`: fixed quizzes as JSON/YAML files.
+"""
+
+from .packs import PackError, make_pack, parse_pack, read_pack, save_pack
+from .questions import DIFFICULTIES, KINDS, Generator, Option, Question, validate
+from .schedule import Card, grade, review
+from .store import ProgressStore, check_learner
+
+__all__ = [
+    "DIFFICULTIES", "KINDS", "Card", "Generator", "Option", "PackError", "ProgressStore", "Question", "check_learner",
+    "grade", "make_pack", "parse_pack", "read_pack", "review", "save_pack", "validate",
+]

@@ -1,0 +1,346 @@
+"""Quiz questions generated from an index: the subject, four options, and hard negatives as distractors.
+
+Kinds:
+- `image_to_caption`: an image, which of four captions describes it;
+- `caption_to_image`: a caption, which of four images it describes;
+- `modality` / `region`: an image, which of four labels (see `mirage_core.labels`);
+- `arithmetic`: which image best matches "A − B + C" (e.g. "CT of the chest" − "CT" + "MRI"); the answer is
+  an image with C's modality in A's region, the distractors are what a student gets by not applying the
+  arithmetic (A itself), by applying only half of it, or by another region.
+
+Distractors are chosen with the encoder — the captions or images nearest to the subject (by the index's
+embeddings) — among records whose labels differ from the answer's, never from the same article and never
+near-duplicates. The difficulty sets how near: `hard` takes the nearest valid candidates, `medium` starts
+further down the ranking, `easy` draws at random. Every question is then checked by `validate`: exactly
+one option is correct by the labels, options are distinct; a question that fails is not asked (and counted
+in `Generator.rejected`). Generation is deterministic under a seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import MirageError
+from ..index import Index
+from ..labels import MODALITIES, REGIONS, UNKNOWN
+
+KINDS = ("image_to_caption", "caption_to_image", "modality", "region", "arithmetic")
+DIFFICULTIES = ("easy", "medium", "hard")
+OPTIONS = 4
+NEAR_DUPLICATE = 0.97
+BAND_START = {"hard": 0, "medium": 15}
+ATTEMPTS_PER_QUESTION = 8
+
+
+@dataclass(frozen=True)
+class Option:
+    """A caption or image (`record_id` set) or a label (`record_id` empty); `text` is what is shown."""
+
+    text: str
+    record_id: str = ""
+    modality: str = UNKNOWN
+    region: str = UNKNOWN
+
+
+@dataclass(frozen=True)
+class Question:
+    kind: str
+    prompt: str
+    options: tuple[Option, ...]
+    answer: int
+    subject_id: str = ""  # the record the question is about (its image, or its caption)
+    topic: str = ""  # e.g. "modality:CT", what mastery is tracked under
+    difficulty: str = "medium"
+    hint: str = ""
+    expression: str = ""
+
+    @property
+    def id(self) -> str:
+        payload = json.dumps([self.kind, self.subject_id, self.expression, [o.record_id or o.text for o in self.options]])
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+    @property
+    def card_id(self) -> str:
+        """What spaced repetition schedules: the kind of question about this subject."""
+        return f"{self.kind}:{self.subject_id or self.expression}"
+
+    @property
+    def correct(self) -> Option:
+        return self.options[self.answer]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Question:
+        values = dict(data)
+        values["options"] = tuple(Option(**option) for option in data["options"])
+        return cls(**values)
+
+
+def topic_of(kind: str, option: Option) -> str:
+    if kind == "region":
+        return f"region:{option.region}"
+    return f"modality:{option.modality}"
+
+
+def validate(question: Question) -> str | None:
+    """Why the question must not be asked, or None when it is sound."""
+    options = question.options
+    if question.kind not in KINDS:
+        return f"unknown kind {question.kind}"
+    if len(options) != OPTIONS:
+        return f"{len(options)} options instead of {OPTIONS}"
+    if not 0 <= question.answer < len(options):
+        return "the answer is not one of the options"
+    keys = [o.record_id or o.text for o in options]
+    if len(set(keys)) != len(keys) or len({o.text for o in options}) != len(options):
+        return "two options are the same"
+    answer = options[question.answer]
+    correct = [i for i, option in enumerate(options) if _consistent(question.kind, option, answer)]
+    if correct != [question.answer]:
+        return f"{len(correct)} options are correct by the labels"
+    return None
+
+
+def _consistent(kind: str, option: Option, answer: Option) -> bool:
+    """Whether the labels cannot tell this option from the answer."""
+    if kind == "modality":
+        return option.modality == answer.modality
+    if kind == "region":
+        return option.region == answer.region
+    if kind == "arithmetic":
+        return (option.modality, option.region) == (answer.modality, answer.region)
+    differs = [
+        key for key in ("modality", "region")
+        if UNKNOWN not in (getattr(option, key), getattr(answer, key)) and getattr(option, key) != getattr(answer, key)
+    ]
+    return not differs
+
+
+@dataclass
+class Generator:
+    """Makes questions from an index (and the encoder, for arithmetic terms); deterministic under a seed."""
+
+    index: Index
+    encoder: object = None
+    seed: int = 0
+    rejected: int = 0
+    attempts: int = 0
+    _text_cache: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.rng = np.random.default_rng(self.seed)
+        records = self.index.records
+        self.modality = np.array([r.modality for r in records])
+        self.region = np.array([r.region for r in records])
+        self.article = np.array([r.pmc_id or r.id for r in records])
+        self.caption_key = np.array([" ".join(r.caption.lower().split()) for r in records])
+
+    # -- public ------------------------------------------------------------------------------------------
+    def questions(self, n: int, kinds: Sequence[str] = KINDS, difficulty: str = "medium",
+                  topic: str = "mixed") -> list[Question]:
+        """n valid questions, kinds in rotation, about subjects of the topic ('mixed', 'modality:CT', …)."""
+        kinds = list(kinds)
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown or not kinds:
+            raise MirageError(f"unknown question type(s) {unknown}: choose from {', '.join(KINDS)}")
+        if difficulty not in DIFFICULTIES:
+            raise MirageError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, not '{difficulty}'")
+        subjects = self._subjects(topic)
+        made: list[Question] = []
+        seen: set[str] = set()
+        budget = n * ATTEMPTS_PER_QUESTION
+        while len(made) < n and budget > 0:
+            kind = kinds[len(made) % len(kinds)]
+            budget -= 1
+            self.attempts += 1
+            question = self._make(kind, int(self.rng.choice(subjects)), difficulty)
+            if question is None or validate(question) is not None or question.card_id in seen:
+                self.rejected += 1
+                continue
+            seen.add(question.card_id)
+            made.append(question)
+        if len(made) < n:
+            raise MirageError(
+                f"only {len(made)} of {n} questions could be made for topic '{topic}' from {len(self.index)} "
+                "images: choose another topic, fewer questions or a larger corpus"
+            )
+        return made
+
+    @property
+    def rejected_share(self) -> float:
+        return self.rejected / self.attempts if self.attempts else 0.0
+
+    # -- subjects and candidates ---------------------------------------------------------------------------
+    def _subjects(self, topic: str) -> np.ndarray:
+        known = (self.modality != UNKNOWN) | (self.region != UNKNOWN)
+        if topic and topic != "mixed":
+            key, _, value = topic.partition(":")
+            if key not in ("modality", "region") or value not in (MODALITIES if key == "modality" else REGIONS):
+                raise MirageError(f"unknown topic '{topic}': use 'mixed', 'modality:<name>' or 'region:<name>'")
+            known &= (self.modality if key == "modality" else self.region) == value
+        rows = np.flatnonzero(known)
+        if len(rows) == 0:
+            raise MirageError(f"no image of this corpus has the topic '{topic}'")
+        return rows
+
+    def _ranked(self, vector: np.ndarray, matrix: np.ndarray, difficulty: str) -> np.ndarray:
+        """Row order to draw distractors from: nearest first (from the band's start), or random for easy."""
+        if difficulty == "easy":
+            return self.rng.permutation(len(matrix))
+        order = np.argsort(-(matrix @ vector), kind="stable")
+        return order[BAND_START[difficulty]:]
+
+    def _acceptable(self, row: int, subject: int, chosen: list[int], matrix: np.ndarray, kind: str) -> bool:
+        if row == subject or self.article[row] == self.article[subject] or row in chosen:
+            return False
+        if self.caption_key[row] in {self.caption_key[subject], *(self.caption_key[c] for c in chosen)}:
+            return False
+        if any(float(matrix[row] @ matrix[other]) > NEAR_DUPLICATE for other in [subject, *chosen]):
+            return False
+        return not _consistent(kind, self._option(row), self._option(subject))
+
+    def _option(self, row: int, text: str | None = None) -> Option:
+        record = self.index.records[row]
+        return Option(text if text is not None else record.caption, record.id, record.modality, record.region)
+
+    def _pick(self, subject: int, vector: np.ndarray, matrix: np.ndarray, difficulty: str, kind: str,
+              count: int = OPTIONS - 1) -> list[int] | None:
+        chosen: list[int] = []
+        for row in self._ranked(vector, matrix, difficulty):
+            if self._acceptable(int(row), subject, chosen, matrix, kind):
+                chosen.append(int(row))
+                if len(chosen) == count:
+                    return chosen
+        return None
+
+    def _shuffle(self, correct: Option, distractors: list[Option]) -> tuple[tuple[Option, ...], int]:
+        options = [correct, *distractors]
+        order = self.rng.permutation(len(options))
+        return tuple(options[i] for i in order), int(np.flatnonzero(order == 0)[0])
+
+    # -- kinds -----------------------------------------------------------------------------------------
+    def _make(self, kind: str, subject: int, difficulty: str) -> Question | None:
+        return getattr(self, f"_{kind}")(subject, difficulty)
+
+    def _hint(self, row: int) -> str:
+        record = self.index.records[row]
+        parts = [f"modality: {record.modality}" if record.modality != UNKNOWN else "",
+                 f"region: {record.region}" if record.region != UNKNOWN else ""]
+        return "; ".join(p for p in parts if p) or "look at the image's contrast and anatomy"
+
+    def _image_to_caption(self, subject: int, difficulty: str) -> Question | None:
+        rows = self._pick(subject, self.index.images[subject], self.index.captions, difficulty, "image_to_caption")
+        if rows is None:
+            return None
+        options, answer = self._shuffle(self._option(subject), [self._option(r) for r in rows])
+        return Question("image_to_caption", "Which caption describes this image?", options, answer,
+                        self.index.records[subject].id, topic_of("modality", self._option(subject)), difficulty,
+                        self._hint(subject))
+
+    def _caption_to_image(self, subject: int, difficulty: str) -> Question | None:
+        rows = self._pick(subject, self.index.captions[subject], self.index.images, difficulty, "caption_to_image")
+        if rows is None:
+            return None
+        options, answer = self._shuffle(self._option(subject), [self._option(r) for r in rows])
+        record = self.index.records[subject]
+        return Question("caption_to_image", f"Which image does this caption describe?\n\n> {record.caption}",
+                        options, answer, record.id, topic_of("modality", self._option(subject)), difficulty,
+                        self._hint(subject))
+
+    def _label_question(self, subject: int, difficulty: str, key: str) -> Question | None:
+        labels = self.modality if key == "modality" else self.region
+        truth = str(labels[subject])
+        if truth == UNKNOWN:
+            return None
+        others = [name for name in (MODALITIES if key == "modality" else REGIONS) if name not in (truth, UNKNOWN)]
+        if difficulty == "easy":
+            distractors = list(self.rng.choice(others, OPTIONS - 1, replace=False))
+        else:
+            # the labels whose images sit closest to this image are the confusable ones
+            image = self.index.images[subject]
+            closeness = {name: float(self.index.images[labels == name].mean(0) @ image)
+                         for name in others if (labels == name).any()}
+            ranked = sorted(closeness, key=closeness.get, reverse=True)
+            pool = ranked[:OPTIONS - 1] if difficulty == "hard" else ranked[: OPTIONS + 2]
+            if len(pool) < OPTIONS - 1:
+                return None
+            distractors = list(self.rng.choice(pool, OPTIONS - 1, replace=False))
+        def label_option(name: str) -> Option:
+            return Option(name, modality=name if key == "modality" else UNKNOWN, region=name if key == "region" else UNKNOWN)
+        options, answer = self._shuffle(label_option(truth), [label_option(str(n)) for n in distractors])
+        prompt = "Which imaging modality is this?" if key == "modality" else "Which body region does this image show?"
+        record = self.index.records[subject]
+        hint = f"the caption begins: “{' '.join(record.caption.split()[:6])} …”"
+        return Question(key, prompt, options, answer, record.id, f"{key}:{truth}", difficulty, hint)
+
+    def _modality(self, subject: int, difficulty: str) -> Question | None:
+        return self._label_question(subject, difficulty, "modality")
+
+    def _region(self, subject: int, difficulty: str) -> Question | None:
+        return self._label_question(subject, difficulty, "region")
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        if text not in self._text_cache:
+            if self.encoder is None:
+                raise MirageError("arithmetic questions need the encoder")
+            self._text_cache[text] = self.encoder.encode_text([text])[0]
+        return self._text_cache[text]
+
+    def _arithmetic(self, subject: int, difficulty: str) -> Question | None:
+        modality, region = str(self.modality[subject]), str(self.region[subject])
+        if UNKNOWN in (modality, region):
+            return None
+        swaps = [m for m in MODALITIES if m not in (modality, UNKNOWN)
+                 and ((self.modality == m) & (self.region == region)).any()]
+        if not swaps:
+            return None
+        target = str(self.rng.choice(swaps))
+        start = f"{modality} of the {region}"
+        expression = f"“{start}” − “{modality}” + “{target}”"
+        vector = self._text_vector(start) - self._text_vector(modality) + self._text_vector(target)
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-6)
+        groups = [  # (modality, region) of the answer, then of each distractor
+            (target, region),  # the answer: the arithmetic applied
+            (modality, region),  # the query unchanged
+            (target, None),  # the new modality in another region
+            (None, region),  # the region with a third modality
+        ]
+        rows: list[int] = []
+        for group_modality, group_region in groups:
+            row = self._nearest_in_group(vector, group_modality, group_region, target, region, rows, difficulty)
+            if row is None:
+                return None
+            rows.append(row)
+        options, answer = self._shuffle(self._option(rows[0]), [self._option(r) for r in rows[1:]])
+        return Question("arithmetic", f"Which image best matches {expression}?", options, answer,
+                        self.index.records[rows[0]].id, f"modality:{target}", difficulty,
+                        f"the answer keeps the region ({region}) and changes the modality", expression)
+
+    def _nearest_in_group(self, vector, modality, region, answer_modality, answer_region, taken, difficulty):
+        mask = np.ones(len(self.index), dtype=bool)
+        if modality is not None:
+            mask &= self.modality == modality
+        else:  # any other known modality than the answer's
+            mask &= (self.modality != answer_modality) & (self.modality != UNKNOWN)
+        if region is not None:
+            mask &= self.region == region
+        else:
+            mask &= (self.region != answer_region) & (self.region != UNKNOWN)
+        mask[taken] = False
+        for row in taken:
+            mask &= self.article != self.article[row]
+        candidates = np.flatnonzero(mask)
+        if len(candidates) == 0:
+            return None
+        if difficulty == "easy":
+            return int(self.rng.choice(candidates))
+        scores = self.index.images[candidates] @ vector
+        order = candidates[np.argsort(-scores, kind="stable")]
+        return int(order[min(len(order) - 1, 0 if difficulty == "hard" or not taken else 2)])

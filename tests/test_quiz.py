@@ -1,0 +1,273 @@
+"""Quiz: generator properties over hundreds of questions, the SM-2 schedule, the store, instructor packs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from mirage_core.errors import MirageError
+from mirage_core.index import Index
+from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
+from mirage_core.quiz import (
+    KINDS,
+    Card,
+    Generator,
+    PackError,
+    ProgressStore,
+    make_pack,
+    parse_pack,
+    read_pack,
+    review,
+    save_pack,
+    validate,
+)
+from mirage_core.quiz.questions import NEAR_DUPLICATE, Option, Question
+
+LABEL_NAMES = [*MODALITIES[:-1], *REGIONS[:-1]]
+DIM = 64
+
+
+def _label_vector(text: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A vector with one direction per label word the text names, plus noise: embeddings with structure."""
+    vector = np.zeros(DIM, dtype=np.float32)
+    for i, name in enumerate(LABEL_NAMES):
+        if name.lower() in text.lower():
+            vector[i] = 1.0
+    if rng is not None:
+        vector += rng.normal(0, 0.4, DIM).astype(np.float32)
+    return vector / max(float(np.linalg.norm(vector)), 1e-6)
+
+
+class LabelEncoder:
+    name, fingerprint, dim = "labels", "labels", DIM
+
+    def encode_text(self, texts):
+        return np.stack([_label_vector(t) for t in texts])
+
+
+@pytest.fixture(scope="module")
+def quiz_index(demo_corpus) -> Index:
+    rng = np.random.default_rng(0)
+    records = demo_corpus.records
+    images = np.stack([_label_vector(f"{r.modality} {r.region}", rng) for r in records])
+    captions = np.stack([_label_vector(f"{r.modality} {r.region}", rng) for r in records])
+    return Index(images, captions, records, {"fingerprint": "labels", "encoder": "labels"})
+
+
+@pytest.fixture(scope="module")
+def generated(quiz_index):
+    generator = Generator(quiz_index, LabelEncoder(), seed=3)
+    questions = [q for difficulty in ("easy", "medium", "hard")
+                 for q in generator.questions(200, KINDS, difficulty)]
+    return generator, questions
+
+
+def test_every_generated_question_is_sound(generated, quiz_index):
+    generator, questions = generated
+    assert len(questions) == 600
+    assert Counter(q.kind for q in questions) == {kind: 120 for kind in KINDS}
+    for question in questions:
+        assert validate(question) is None
+        options = question.options
+        assert len(options) == 4 and len({o.text for o in options}) == 4
+        answer = question.correct
+        for i, option in enumerate(options):
+            if i == question.answer:
+                continue
+            if question.kind in ("modality", "region"):
+                assert getattr(option, question.kind) != getattr(answer, question.kind)
+            elif question.kind == "arithmetic":
+                assert (option.modality, option.region) != (answer.modality, answer.region)
+            else:  # a known label differs, and the distractor is no near-duplicate of the answer
+                assert any(UNKNOWN not in (getattr(option, k), getattr(answer, k))
+                           and getattr(option, k) != getattr(answer, k) for k in ("modality", "region"))
+                matrix = quiz_index.images if question.kind == "caption_to_image" else quiz_index.captions
+                a, b = quiz_index.row_of(answer.record_id), quiz_index.row_of(option.record_id)
+                assert float(matrix[a] @ matrix[b]) <= NEAR_DUPLICATE
+                assert quiz_index.records[a].pmc_id != quiz_index.records[b].pmc_id
+    assert 0 <= generator.rejected_share < 0.5
+
+
+def test_generation_is_deterministic_under_a_seed(quiz_index):
+    first = Generator(quiz_index, LabelEncoder(), seed=11).questions(40, KINDS, "hard")
+    again = Generator(quiz_index, LabelEncoder(), seed=11).questions(40, KINDS, "hard")
+    other = Generator(quiz_index, LabelEncoder(), seed=12).questions(40, KINDS, "hard")
+    assert [q.to_dict() for q in first] == [q.to_dict() for q in again]
+    assert [q.id for q in first] != [q.id for q in other]
+
+
+def test_harder_questions_have_closer_distractors(quiz_index):
+    def closeness(difficulty):
+        questions = Generator(quiz_index, LabelEncoder(), seed=5).questions(60, ["image_to_caption"], difficulty)
+        values = []
+        for q in questions:
+            subject = quiz_index.images[quiz_index.row_of(q.subject_id)]
+            values += [float(quiz_index.captions[quiz_index.row_of(o.record_id)] @ subject)
+                       for i, o in enumerate(q.options) if i != q.answer]
+        return np.mean(values)
+
+    assert closeness("hard") > closeness("medium") > closeness("easy")
+
+
+def test_topic_filters_subjects_and_bad_requests_are_clear(quiz_index):
+    questions = Generator(quiz_index, LabelEncoder(), seed=1).questions(20, ["modality"], "medium", "modality:MRI")
+    assert {q.correct.text for q in questions} == {"MRI"}
+    with pytest.raises(MirageError, match="unknown topic"):
+        Generator(quiz_index, seed=1).questions(5, ["modality"], topic="modality:sonar")
+    with pytest.raises(MirageError, match="unknown question type"):
+        Generator(quiz_index, seed=1).questions(5, ["essay"])
+    with pytest.raises(MirageError, match="could be made"):
+        Generator(quiz_index, seed=1).questions(50, ["modality"], topic="modality:mammography")
+
+
+def test_validate_rejects_unsound_questions():
+    ct, mri = Option("CT", modality="CT"), Option("MRI", modality="MRI")
+    assert validate(Question("modality", "?", (ct, mri, Option("X-ray", modality="X-ray"), Option("CT ", modality="CT")), 0))
+    assert validate(Question("modality", "?", (ct, mri), 0))
+    assert validate(Question("modality", "?", (ct, mri, Option("a", modality="a"), Option("b", modality="b")), 7))
+    captions = tuple(Option(f"c{i}", f"r{i}", "CT", "chest" if i == 0 else UNKNOWN) for i in range(4))
+    assert "correct" in validate(Question("image_to_caption", "?", captions, 0))  # unknown labels cannot rule out
+
+
+# -- spaced repetition ---------------------------------------------------------------------------------
+
+def test_sm2_intervals_grow_and_a_miss_comes_back_soon():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    card = Card("c")
+    intervals = []
+    for _ in range(4):
+        card = review(card, 5, now)
+        intervals.append(card.interval_days)
+    assert intervals[:2] == [1.0, 6.0]
+    assert intervals[2] == pytest.approx(6.0 * 2.8, abs=0.01) and intervals[3] > intervals[2]
+    missed = review(card, 1, now)
+    assert missed.repetitions == 0 and missed.lapses == 1 and missed.due == now + timedelta(minutes=10)
+    assert missed.ease == pytest.approx(card.ease - 0.54)
+    hinted = review(Card("h"), 3, now)
+    assert hinted.interval_days == 1.0 and hinted.ease == pytest.approx(2.36)
+    floor = Card("f")
+    for _ in range(10):
+        floor = review(floor, 0, now)
+    assert floor.ease == 1.3
+
+
+# -- the store -----------------------------------------------------------------------------------------
+
+def test_store_records_schedules_exports_and_resets(tmp_path, generated):
+    _, questions = generated
+    store = ProgressStore(tmp_path / "progress.db")
+    start = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    store.record_answer("Ana", questions[0], questions[0].answer, at=start)
+    wrong = (questions[1].answer + 1) % 4
+    store.record_answer("Ana", questions[1], wrong, used_hint=True, at=start)
+    reopened = ProgressStore(tmp_path / "progress.db")
+    answers = reopened.answers("Ana")
+    assert [a.correct for a in answers] == [True, False]
+    assert answers[1].question == questions[1]
+    due = reopened.due_questions("Ana", at=start + timedelta(minutes=11))
+    assert due == [questions[1]]  # the miss comes back in the same sitting, the right one tomorrow
+    assert set(reopened.due_questions("Ana", at=start + timedelta(days=2))) == {questions[0], questions[1]}
+    mastery = reopened.mastery("Ana")
+    assert sum(row["answers"] for row in mastery) == 2
+    text = reopened.export_csv("Ana", tmp_path / "ana.csv")
+    assert (tmp_path / "ana.csv").read_text() == text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["correct"] for row in rows] == ["True", "False"] and rows[1]["used_hint"] == "True"
+    assert reopened.reset("Ana") == 2 and reopened.answers("Ana") == []
+    with pytest.raises(MirageError, match="nickname"):
+        reopened.record_answer("", questions[0], 0)
+
+
+WRITER = """
+import sys
+from mirage_core.quiz import ProgressStore, Question
+from mirage_core.quiz.questions import Option
+store = ProgressStore(sys.argv[1])
+question = Question("modality", "?", tuple(Option(m, modality=m) for m in ("CT", "MRI", "X-ray", "ultrasound")), 0, "ROCO_1")
+i = 0
+while True:
+    store.record_answer("kill-test", question, i % 4)
+    i += 1
+    print(i, flush=True)
+"""
+
+
+def test_store_survives_a_process_killed_mid_write(tmp_path):
+    database = tmp_path / "progress.db"
+    script = tmp_path / "writer.py"
+    script.write_text(textwrap.dedent(WRITER))
+    process = subprocess.Popen([sys.executable, str(script), str(database)], stdout=subprocess.PIPE, text=True)
+    acknowledged = 0
+    deadline = time.time() + 60
+    while acknowledged < 150 and time.time() < deadline:
+        acknowledged = int(process.stdout.readline())
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert acknowledged >= 150
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    answers = ProgressStore(database).answers("kill-test")
+    assert acknowledged <= len(answers) <= acknowledged + 2  # nothing acknowledged is lost
+    assert [a.chosen for a in answers] == [i % 4 for i in range(len(answers))]
+
+
+# -- packs ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_pack_round_trip(tmp_path, generated, quiz_index, suffix):
+    _, questions = generated
+    pack = make_pack(questions[:5], "Week 3: modalities", "Dr. Reyes", "roco-demo")
+    path = save_pack(pack, tmp_path / f"week3{suffix}")
+    header, loaded = read_pack(path, quiz_index)
+    assert header["title"] == "Week 3: modalities" and loaded == questions[:5]
+
+
+def _broken(questions, change):
+    pack = json.loads(json.dumps(make_pack(questions[:2], "t")))
+    change(pack)
+    return json.dumps(pack).encode()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"{not json", "not valid JSON or YAML"),
+    (b"\xff\xfe\x00garbage", "not a text file"),
+    (b"title: a quiz\n", "not a MIRAGE quiz pack"),
+    (b'{"mirage_pack": 9, "questions": []}', "format 9"),
+    (b'{"mirage_pack": 1, "questions": []}', "no questions"),
+])
+def test_malformed_packs_give_clear_errors(data, message):
+    with pytest.raises(PackError, match=message):
+        parse_pack(data, "broken.json")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["questions"][1].update(kind="essay"), "question 2: kind must be"),
+    (lambda p: p["questions"][0].update(answer="B"), "question 1: answer must be"),
+    (lambda p: p["questions"][0].update(answer=9), "question 1 is not sound"),
+    (lambda p: p["questions"][0]["options"].pop(), "question 1 is not sound"),
+    (lambda p: p["questions"][0].update(options="abcd"), "options must be a list"),
+])
+def test_broken_questions_are_named(generated, change, message):
+    _, questions = generated
+    with pytest.raises(PackError, match=message):
+        parse_pack(_broken(questions, change), "pack.json")
+
+
+def test_pack_with_images_missing_from_the_corpus(generated, quiz_index):
+    _, questions = generated
+    image_question = next(q for q in questions if q.kind == "caption_to_image")
+    data = json.dumps(make_pack([image_question], "t")).replace(image_question.subject_id, "ROCO_99999").encode()
+    with pytest.raises(PackError, match="ROCO_99999 is not in this corpus"):
+        parse_pack(data, "pack.json", quiz_index)
