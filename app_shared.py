@@ -12,11 +12,13 @@ from collections.abc import Sequence
 import streamlit as st
 
 from mirage_core.config import load_settings
+from mirage_core.corpus import Record
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.images import open_image
 from mirage_core.index import Hit, Index, load_index, open_or_build_index
 from mirage_core.projection import Projection, fit_projection
+from mirage_core.quiz import ProgressStore
 
 DISCLAIMER = "For education only — not for diagnosis."
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
@@ -69,8 +71,27 @@ def read_upload(uploaded) -> object | None:
         return None
 
 
-def attribution(hit: Hit) -> str:
-    record = hit.record
+@st.cache_resource
+def _progress_store(path: str) -> ProgressStore:
+    return ProgressStore(path)
+
+
+def get_progress_store() -> ProgressStore:
+    return _progress_store(str(load_settings().progress_db()))
+
+
+def show_record_image(index: Index, record_id: str, width: int | str = "stretch") -> None:
+    """A corpus image with its PMC and licence links underneath."""
+    record = index.records[index.row_of(record_id)]
+    try:
+        st.image(open_image(record.image_path), width=width)
+    except MirageError:
+        st.warning("image unavailable")
+    st.caption(source_line(record))
+
+
+def source_line(record: Record) -> str:
+    """'PMC id (linked) · licence (linked)' for a real image."""
     parts = []
     if record.article_url:
         parts.append(f"[{record.pmc_id}]({record.article_url})")
@@ -96,7 +117,7 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
                 st.caption(f"**{rank + 1}.** similarity {hit.score:.3f} · {hit.record.modality} · {hit.record.id}")
                 caption = hit.record.caption
                 st.markdown(caption if len(caption) <= 220 else caption[:217] + "…")
-                st.markdown(attribution(hit))
+                st.markdown(source_line(hit.record))
                 if more_like_this and st.button("More like this", key=f"{key}-more-{hit.record.id}"):
                     st.session_state["similar_to"] = hit.record.id
                     st.switch_page("app_pages/retrieval.py")

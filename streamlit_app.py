@@ -13,6 +13,7 @@ pages = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("app_pages/retrieval.py", title="Retrieval", icon="🔎"),
     st.Page("app_pages/dual_search.py", title="Dual search", icon="➗"),
+    st.Page("app_pages/quiz.py", title="Quiz", icon="🎓"),
 ])
 
 try:

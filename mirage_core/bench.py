@@ -4,6 +4,8 @@
   MIRAGE's lite path and, in the same run, the original MIRAGE's path: an open_clip ViT-L-14 text tower
   (768-d outputs; random weights cost the same time as trained ones) and a full `argsort` of the scores.
 * `bench_build`: index building throughput (decode + preprocess + both encoders) in images per second.
+* `bench_quiz`: quiz questions generated per second and the share of candidates that validation rejects,
+  per difficulty.
 * `bench_startup`: what a dashboard user waits for — a fresh process importing Streamlit and MIRAGE, loading
   the encoder and a built index, up to the first retrieval result; then warm text searches and dual
   searches; and the process' peak resident memory.
@@ -148,7 +150,26 @@ def bench_startup(settings) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def bench_quiz(index: Index, encoder, n: int = 250, seed: int = 0) -> dict:
+    from .quiz import KINDS, Generator
+
+    result = {"n": n, "images": len(index)}
+    for difficulty in ("easy", "medium", "hard"):
+        generator = Generator(index, encoder, seed=seed)
+        started = time.perf_counter()
+        generator.questions(n, KINDS, difficulty)
+        seconds = time.perf_counter() - started
+        result[difficulty] = {"ms_per_question": round(1000 * seconds / n, 2),
+                              "rejected_share": round(generator.rejected_share, 3),
+                              "attempts": generator.attempts}
+    return result
+
+
 def describe(result: dict) -> str:
+    if "easy" in result and "hard" in result:
+        return "\n".join([f"{result['n']} questions per difficulty from {result['images']} images"] + [
+            f"  {d:6s} {result[d]['ms_per_question']:6.2f} ms/question, {100 * result[d]['rejected_share']:.1f} % of "
+            f"{result[d]['attempts']} candidates rejected" for d in ("easy", "medium", "hard")])
     if "cold_start_to_first_result_s" in result:
         return "\n".join(f"{key}: {value}" for key, value in result.items())
     if "images_per_s" in result:

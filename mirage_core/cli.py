@@ -95,8 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--base-url", default=None, help="mirror of https://ftp.ncbi.nlm.nih.gov/pub/pmc/")
     fetch.add_argument("--json", action="store_true")
 
-    bench = commands.add_parser("bench", help="timings: search latency, index build throughput")
-    bench.add_argument("what", choices=["search", "build", "startup"])
+    quiz = commands.add_parser("quiz", help="generate a quiz pack (JSON/YAML) from a corpus")
+    quiz.add_argument("--type", action="append", metavar="KIND",
+                      help="question type, repeatable or comma-separated: image_to_caption, caption_to_image, "
+                           "modality, region, arithmetic (default: all)")
+    quiz.add_argument("--n", type=int, default=10, help="number of questions")
+    quiz.add_argument("--seed", type=int, default=0)
+    quiz.add_argument("--difficulty", default="medium", help="easy, medium or hard")
+    quiz.add_argument("--topic", default="mixed", help="mixed, modality:<name> or region:<name>")
+    quiz.add_argument("--title", default="MIRAGE quiz")
+    quiz.add_argument("--author", default="")
+    quiz.add_argument("--out", metavar="FILE", help="write the pack here (.json, .yaml or .yml)")
+    quiz.add_argument("--index", metavar="DIR")
+    _corpus_options(quiz)
+    _encoder_option(quiz)
+    quiz.add_argument("--json", action="store_true", help="print the pack (or, with --out, a summary) as JSON")
+
+    bench = commands.add_parser("bench", help="timings: search latency, index build throughput, quiz generation")
+    bench.add_argument("what", choices=["search", "build", "startup", "quiz"])
     bench.add_argument("--n", type=int, help="vectors in the index (search) or images to embed (build)")
     bench.add_argument("--repeats", type=int, default=50)
     _corpus_options(bench)
@@ -288,10 +304,48 @@ def cmd_fetch_roco(args) -> int:
     return 0
 
 
+def cmd_quiz(args) -> int:
+    import time
+
+    from .encoders import create_encoder
+    from .quiz import KINDS, Generator, make_pack, save_pack
+    from .quiz.packs import dump_pack
+
+    if not 1 <= args.n <= 500:
+        raise UsageError("--n must be between 1 and 500")
+    kinds = [k.strip() for value in (args.type or []) for k in value.split(",") if k.strip()] or None
+    settings = _settings(args)
+    _check_corpus_exists(args, settings)
+    encoder = create_encoder(settings.encoder, settings.device)
+    index = _open_index(args, settings, encoder)
+    generator = Generator(index, encoder, seed=args.seed)
+    started = time.perf_counter()
+    questions = generator.questions(args.n, kinds or list(KINDS), args.difficulty, args.topic)
+    seconds = time.perf_counter() - started
+    pack = make_pack(questions, args.title, args.author, str(index.manifest.get("corpus", "")))
+    summary = {"questions": len(questions), "rejected": generator.rejected, "attempts": generator.attempts,
+               "rejected_share": round(generator.rejected_share, 3),
+               "ms_per_question": round(1000 * seconds / len(questions), 2)}
+    if args.out:
+        path = save_pack(pack, args.out)
+        print(json.dumps({**summary, "out": str(path)}, indent=2) if args.json else
+              f"{len(questions)} questions written to {path} ({summary['rejected']} candidates rejected by "
+              f"validation, {summary['ms_per_question']} ms per question)")
+    else:
+        print(dump_pack(pack, "json"))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
-    if args.what == "search":
+    if args.what == "quiz":
+        from .encoders import create_encoder
+
+        settings = _settings(args)
+        encoder = create_encoder(settings.encoder, settings.device)
+        result = bench.bench_quiz(_open_index(args, settings, encoder), encoder, n=args.n or 250)
+    elif args.what == "search":
         result = bench.bench_search(n=args.n or 65536, repeats=args.repeats)
     elif args.what == "startup":
         result = bench.bench_startup(_settings(args))
@@ -303,7 +357,8 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {
     "build-index": cmd_build_index, "search": cmd_search, "arith": cmd_arith, "eval": cmd_eval,
-    "train-encoder": cmd_train_encoder, "fetch-roco": cmd_fetch_roco, "bench": cmd_bench,
+    "train-encoder": cmd_train_encoder, "fetch-roco": cmd_fetch_roco, "quiz": cmd_quiz,
+    "bench": cmd_bench,
 }
 
 

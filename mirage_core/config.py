@@ -2,7 +2,7 @@
 
 Defaults work offline on this repository's machines (the lite encoder and the ROCO demo corpus beside the
 repository). A deployer overrides them with environment variables (`MIRAGE_ENCODER`, `MIRAGE_CORPUS`,
-`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`) or a `mirage.toml` at the repository root
+`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`) or a `mirage.toml` at the repository root
 with the same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variables win.
 """
 
@@ -26,11 +26,16 @@ class Settings:
     licences: str = ""
     home: str = str(REPO_ROOT / ".mirage")
     device: str = "cpu"
+    quiz_db: str = ""
 
     def index_dir(self, fingerprint: str) -> Path:
         """Indexes are keyed by encoder fingerprint and corpus, so a stale one is never picked up."""
         corpus_key = hashlib.sha1(f"{Path(self.corpus).resolve()}|{self.split}|{self.licences}".encode())
         return Path(self.home) / "indexes" / f"{fingerprint}-{corpus_key.hexdigest()[:10]}"
+
+    def progress_db(self) -> Path:
+        """The quiz progress database: `quiz_db`, or `progress.sqlite` in the MIRAGE home folder."""
+        return Path(self.quiz_db) if self.quiz_db else Path(self.home) / "progress.sqlite"
 
     def load_corpus(self):
         from .corpus import load_corpus

@@ -90,3 +90,30 @@ def test_search_builds_and_reuses_the_default_index(small_corpus_csv, capsys):
 def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "mirage_core", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "build-index" in done.stdout
+
+
+def test_quiz_writes_a_deterministic_pack(tmp_path, demo_slice, monkeypatch, capsys):
+    from mirage_core.quiz import read_pack
+
+    monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
+    corpus = tmp_path / "pairs.csv"
+    with open(corpus, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
+        for record in demo_slice.records:
+            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+    packs = []
+    for name in ("a.json", "b.json"):
+        argv = ["quiz", "--roco", str(corpus), "--n", "4", "--type", "modality,image_to_caption", "--seed", "7",
+                "--out", str(tmp_path / name), "--json"]
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["questions"] == 4 and 0 <= summary["rejected_share"] < 1
+        packs.append((tmp_path / name).read_text())
+    assert packs[0] == packs[1]
+    header, questions = read_pack(tmp_path / "a.json")
+    assert [q.kind for q in questions] == ["modality", "image_to_caption"] * 2
+    assert main(["quiz", "--roco", str(corpus), "--n", "0"]) == 2
+    assert "--n must be" in capsys.readouterr().err
+    assert main(["quiz", "--roco", str(corpus), "--out", str(tmp_path / "x.txt")]) == 2
+    assert ".json, .yaml or .yml" in capsys.readouterr().err

@@ -3,15 +3,17 @@
 - `questions`: the generator (hard negatives chosen with the encoder, every question validated by labels);
 - `schedule`: SM-2 spaced repetition;
 - `store`: learners' answers and cards in SQLite (WAL);
-- `packs`: fixed quizzes as JSON/YAML files.
+- `packs`: fixed quizzes as JSON/YAML files;
+- `session`: one sitting (position, answers, hints, score).
 """
 
 from .packs import PackError, make_pack, parse_pack, read_pack, save_pack
 from .questions import DIFFICULTIES, KINDS, Generator, Option, Question, validate
 from .schedule import Card, grade, review
+from .session import LETTERS, QuizSession, Result
 from .store import ProgressStore, check_learner
 
 __all__ = [
-    "DIFFICULTIES", "KINDS", "Card", "Generator", "Option", "PackError", "ProgressStore", "Question", "check_learner",
+    "DIFFICULTIES", "KINDS", "LETTERS", "Card", "Generator", "Option", "PackError", "ProgressStore", "Question", "QuizSession", "Result", "check_learner",
     "grade", "make_pack", "parse_pack", "read_pack", "review", "save_pack", "validate",
 ]

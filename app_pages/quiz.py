@@ -1,0 +1,264 @@
+"""Quiz: guided practice with feedback and hints, spaced review, progress charts, instructor packs, presenter mode."""
+
+import random
+
+import plotly.express as px
+import streamlit as st
+
+from app_shared import ensure_index, get_progress_store, show_record_image, source_line
+from mirage_core.errors import MirageError
+from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
+from mirage_core.quiz import (
+    DIFFICULTIES,
+    KINDS,
+    LETTERS,
+    Generator,
+    QuizSession,
+    check_learner,
+    make_pack,
+    parse_pack,
+)
+from mirage_core.quiz.packs import dump_pack
+
+KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Caption → image", "modality": "Modality",
+              "region": "Body region", "arithmetic": "Latent arithmetic"}
+
+encoder, index = ensure_index()
+store = get_progress_store()
+st.title("Quiz")
+
+
+def topics() -> list[str]:
+    present_modalities = {r.modality for r in index.records}
+    present_regions = {r.region for r in index.records}
+    return (["mixed"] + [f"modality:{m}" for m in MODALITIES if m in present_modalities and m != UNKNOWN]
+            + [f"region:{r}" for r in REGIONS if r in present_regions and r != UNKNOWN])
+
+
+def generate(n: int, kinds: list[str], difficulty: str, topic: str, seed: int | None = None):
+    generator = Generator(index, encoder, seed=random.randrange(2**31) if seed is None else seed)
+    return generator.questions(n, kinds, difficulty, topic)
+
+
+def show_question(question, large: bool = False, reveal: bool = False) -> None:
+    """The question's prompt and subject, and its options (images in a row, texts lettered)."""
+    st.markdown(f"### {question.prompt}" if large else f"**{question.prompt}**")
+    if question.kind in ("image_to_caption", "modality", "region"):
+        show_record_image(index, question.subject_id, width=520 if large else 380)
+    if question.options[0].record_id and question.kind in ("caption_to_image", "arithmetic"):
+        columns = st.columns(len(question.options))
+        for letter, option, column in zip(LETTERS, question.options, columns):
+            with column:
+                st.markdown(f"**{letter}**" + (" ✅" if reveal and option == question.correct else ""))
+                show_record_image(index, option.record_id)
+    else:
+        for letter, option in zip(LETTERS, question.options):
+            mark = " ✅" if reveal and option == question.correct else ""
+            st.markdown(f"**{letter}.** {option.text}{mark}")
+
+
+def explain(result) -> None:
+    """Feedback: right or wrong, the true caption and concepts, the source, and why the pick was wrong."""
+    question = result.question
+    truth = question.correct
+    if result.correct:
+        st.success(f"Right — {LETTERS[question.answer]}.")
+    else:
+        st.error(f"Not quite — the answer is {LETTERS[question.answer]}.")
+    record = index.records[index.row_of(question.subject_id)] if question.subject_id else None
+    if record is not None:
+        st.markdown(f"**True caption** (by the article's authors): {record.caption}")
+        concepts = ", ".join(record.keywords[:12]) or "—"
+        st.markdown(f"**Labels:** {record.modality} · {record.region}  \n**Keywords:** {concepts}  \n"
+                    f"**UMLS concepts:** {', '.join(record.cuis[:10]) or '—'}")
+        st.markdown(f"**Source:** {source_line(record)}")
+    if not result.correct:
+        chosen = question.options[result.chosen]
+        if chosen.record_id:
+            other = index.records[index.row_of(chosen.record_id)]
+            st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** it is {other.modality} · {other.region}; its own "
+                        f"caption reads: “{other.caption}” ({source_line(other)})")
+        else:
+            st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** this image is labelled "
+                        f"**{truth.text}**, not {chosen.text}.")
+
+
+def run_quiz(session: QuizSession) -> None:
+    if session.finished:
+        summary = session.summary()
+        st.subheader(f"Score: {summary['right']} / {summary['answered']}")
+        st.caption(f"{summary['hints']} hint(s) used. Missed questions come back in your reviews.")
+        st.table([{"topic": t, "right": c.get("right", 0), "answered": c["answered"]}
+                  for t, c in summary["by_topic"].items()])
+        if st.button("Start another quiz", type="primary"):
+            del st.session_state["quiz"]
+            st.rerun()
+        return
+    question = session.current
+    st.progress(session.position / len(session.questions),
+                text=f"{session.title} — question {session.position + 1} of {len(session.questions)}")
+    show_question(question)
+    result = session.answered_current
+    if result is None:
+        if session.hint_shown:
+            st.info(f"Hint: {question.hint}")
+        elif st.button("Show a hint", key="hint"):
+            session.hint()
+            st.rerun()
+        with st.form(f"answer-{session.position}"):
+            choice = st.radio("Your answer", list(LETTERS[: len(question.options)]), index=None, horizontal=True,
+                              key=f"choice-{session.position}")
+            if st.form_submit_button("Submit", type="primary"):
+                if choice is None:
+                    st.warning("Choose an option first.")
+                else:
+                    try:
+                        session.answer(LETTERS.index(choice), store)
+                    except MirageError as error:
+                        st.error(str(error))
+                    st.rerun()
+    else:
+        explain(result)
+        if st.button("Next question", type="primary"):
+            session.advance()
+            st.rerun()
+
+
+learner = st.text_input("Your nickname (progress is saved under it; no password)", max_chars=40, key="learner_input",
+                        value=st.session_state.get("learner", ""))
+try:
+    learner = check_learner(learner) if learner.strip() else ""
+except MirageError as error:
+    st.error(str(error))
+    learner = ""
+st.session_state["learner"] = learner
+
+practice, review, progress, instructor, presenter = st.tabs(
+    ["Practice", "Review", "Progress", "Instructor packs", "Presenter"])
+
+with practice:
+    session = st.session_state.get("quiz")
+    if session is None:
+        with st.form("new-quiz"):
+            left, middle, right = st.columns(3)
+            topic = left.selectbox("Topic", topics(), key="quiz-topic")
+            difficulty = middle.select_slider("Difficulty", DIFFICULTIES, value="medium", key="quiz-difficulty")
+            length = right.slider("Questions", 3, 30, 10, key="quiz-length")
+            kinds = st.multiselect("Question types", KINDS, default=list(KINDS), format_func=KIND_NAMES.get,
+                                   key="quiz-kinds")
+            start = st.form_submit_button("Start", type="primary")
+        if start:
+            try:
+                due = store.due_questions(learner, limit=length // 2) if learner else []
+                fresh = generate(length - len(due), kinds, difficulty, topic) if length > len(due) else []
+                st.session_state["quiz"] = QuizSession(due + fresh, learner, "Practice")
+                st.rerun()
+            except MirageError as error:
+                st.error(str(error))
+        if not learner:
+            st.caption("Without a nickname your answers are not saved.")
+    else:
+        run_quiz(session)
+
+with review:
+    if not learner:
+        st.info("Enter a nickname to see the questions due for review.")
+    else:
+        due = store.due_questions(learner)
+        st.metric("Questions due", len(due))
+        if due and st.button("Review them now", type="primary"):
+            st.session_state["quiz"] = QuizSession(due, learner, "Review")
+            st.rerun()
+        st.caption("Missed questions return after 10 minutes, then after 1, 6 and more days as you get them right "
+                   "(SM-2 spaced repetition).")
+
+with progress:
+    if not learner:
+        st.info("Enter a nickname to see your progress.")
+    else:
+        rows = store.mastery(learner)
+        if not rows:
+            st.info("No answers yet: start a quiz.")
+        else:
+            figure = px.line(rows, x="day", y="mastery", color="topic", markers=True,
+                             labels={"mastery": "share right so far", "day": ""}, range_y=[0, 1.05])
+            st.plotly_chart(figure, width="stretch")
+            totals: dict[str, list[int]] = {}
+            for row in rows:
+                total = totals.setdefault(row["topic"], [0, 0])
+                total[0] += row["answers"]
+                total[1] += round(row["accuracy"] * row["answers"])
+            st.bar_chart({t: r / n for t, (n, r) in totals.items()}, y_label="share right", x_label="topic")
+        st.download_button("Download my answers (CSV)", store.export_csv(learner), f"mirage-{learner}.csv",
+                           "text/csv")
+        with st.expander("Reset my progress"):
+            sure = st.checkbox(f"Delete every answer of '{learner}' — this cannot be undone")
+            if st.button("Reset", disabled=not sure):
+                st.success(f"Deleted {store.reset(learner)} answers.")
+
+with instructor:
+    st.markdown("#### Build a pack")
+    with st.form("build-pack"):
+        left, middle, right = st.columns(3)
+        pack_topic = left.selectbox("Topic", topics(), key="pack-topic")
+        pack_difficulty = middle.select_slider("Difficulty", DIFFICULTIES, value="medium", key="pack-difficulty")
+        seed = right.number_input("Seed", 0, 10**6, 0)
+        pack_kinds = st.multiselect("Question types", KINDS, default=list(KINDS), format_func=KIND_NAMES.get,
+                                    key="pack-kinds")
+        candidates = st.slider("Candidates to choose from", 4, 40, 12)
+        if st.form_submit_button("Generate candidates"):
+            try:
+                st.session_state["pack_candidates"] = generate(candidates, pack_kinds, pack_difficulty, pack_topic, seed)
+            except MirageError as error:
+                st.error(str(error))
+    chosen = []
+    for number, question in enumerate(st.session_state.get("pack_candidates", []), 1):
+        with st.expander(f"{number}. {KIND_NAMES[question.kind]} — {question.topic} — {question.prompt[:70]}"):
+            show_question(question, reveal=True)
+        if st.checkbox(f"Include question {number}", value=True, key=f"include-{question.id}"):
+            chosen.append(question)
+    if chosen:
+        title = st.text_input("Pack title", "Radiology quiz")
+        author = st.text_input("Author")
+        pack = make_pack(chosen, title, author, str(index.manifest.get("corpus", "")))
+        left, right = st.columns(2)
+        left.download_button("Download JSON", dump_pack(pack, "json"), "mirage-pack.json", "application/json")
+        right.download_button("Download YAML", dump_pack(pack, "yaml"), "mirage-pack.yaml", "application/yaml")
+    st.markdown("#### Import a pack")
+    uploaded = st.file_uploader("Pack file (JSON or YAML)", type=["json", "yaml", "yml"])
+    if uploaded is not None:
+        try:
+            header, questions = parse_pack(uploaded.getvalue(), uploaded.name, index)
+            st.success(f"“{header['title']}” by {header['author'] or 'unknown'}: {len(questions)} questions.")
+            left, right = st.columns(2)
+            if left.button("Take this quiz", type="primary"):
+                st.session_state["quiz"] = QuizSession(questions, learner, header["title"])
+                st.rerun()
+            if right.button("Present it"):
+                st.session_state["presenter"] = {"questions": questions, "title": header["title"], "at": 0,
+                                                 "reveal": False}
+                st.rerun()
+        except MirageError as error:
+            st.error(str(error))
+
+with presenter:
+    show = st.session_state.get("presenter")
+    if not show:
+        st.info("Import a pack under *Instructor packs* and press *Present it*.")
+    else:
+        at = show["at"]
+        st.markdown(f"## {show['title']} · {at + 1} / {len(show['questions'])}")
+        show_question(show["questions"][at], large=True, reveal=show["reveal"])
+        back, reveal, forward = st.columns(3)
+        if back.button("◀ Previous", disabled=at == 0):
+            show.update(at=at - 1, reveal=False)
+            st.rerun()
+        if reveal.button("Reveal the answer", type="primary", disabled=show["reveal"]):
+            show["reveal"] = True
+            st.rerun()
+        if forward.button("Next ▶", disabled=at + 1 >= len(show["questions"])):
+            show.update(at=at + 1, reveal=False)
+            st.rerun()
+        if show["reveal"]:
+            question = show["questions"][at]
+            st.markdown(f"## Answer: {LETTERS[question.answer]} — {question.correct.text[:200]}")
