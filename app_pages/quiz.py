@@ -208,7 +208,8 @@ with instructor:
         candidates = st.slider("Candidates to choose from", 4, 40, 12)
         if st.form_submit_button("Generate candidates"):
             try:
-                st.session_state["pack_candidates"] = generate(candidates, pack_kinds, pack_difficulty, pack_topic, seed)
+                st.session_state["pack_candidates"] = generate(
+                    candidates, pack_kinds, pack_difficulty, pack_topic, seed)
             except MirageError as error:
                 st.error(str(error))
     chosen = []

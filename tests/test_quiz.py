@@ -134,7 +134,8 @@ def test_topic_filters_subjects_and_bad_requests_are_clear(quiz_index):
 
 def test_validate_rejects_unsound_questions():
     ct, mri = Option("CT", modality="CT"), Option("MRI", modality="MRI")
-    assert validate(Question("modality", "?", (ct, mri, Option("X-ray", modality="X-ray"), Option("CT ", modality="CT")), 0))
+    xray, ct_again = Option("X-ray", modality="X-ray"), Option("CT ", modality="CT")
+    assert validate(Question("modality", "?", (ct, mri, xray, ct_again), 0))
     assert validate(Question("modality", "?", (ct, mri), 0))
     assert validate(Question("modality", "?", (ct, mri, Option("a", modality="a"), Option("b", modality="b")), 7))
     captions = tuple(Option(f"c{i}", f"r{i}", "CT", "chest" if i == 0 else UNKNOWN) for i in range(4))
@@ -195,7 +196,8 @@ import sys
 from mirage_core.quiz import ProgressStore, Question
 from mirage_core.quiz.questions import Option
 store = ProgressStore(sys.argv[1])
-question = Question("modality", "?", tuple(Option(m, modality=m) for m in ("CT", "MRI", "X-ray", "ultrasound")), 0, "ROCO_1")
+options = tuple(Option(m, modality=m) for m in ("CT", "MRI", "X-ray", "ultrasound"))
+question = Question("modality", "?", options, 0, "ROCO_1")
 i = 0
 while True:
     store.record_answer("kill-test", question, i % 4)

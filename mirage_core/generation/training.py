@@ -303,7 +303,8 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
     started, losses = time.time(), []
     while step < steps:
         rows = torch.randint(0, len(means), (settings["lcm_batch"],), generator=generator)
-        latents = ((means[rows] + stds[rows] * torch.randn(means[rows].shape, generator=generator)) * scaling).to(device)
+        noise = torch.randn(means[rows].shape, generator=generator)
+        latents = ((means[rows] + stds[rows] * noise) * scaling).to(device)
         hidden = _conditions(data, rows, config, generator).to(device)
         empty = torch.zeros_like(hidden)
         index = torch.randint(0, len(solver.timesteps), (len(rows),), generator=generator)
@@ -311,7 +312,8 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
         end = torch.clamp(start - solver.skip, min=0)
         skip_start, out_start = boundary_scalings(start)
         skip_end, out_end = boundary_scalings(end)
-        noisy = scheduler.add_noise(latents.cpu(), torch.randn(latents.shape, generator=generator), start.cpu()).to(device)
+        noise = torch.randn(latents.shape, generator=generator)
+        noisy = scheduler.add_noise(latents.cpu(), noise, start.cpu()).to(device)
         guidance = (low + (high - low) * torch.rand(len(rows), generator=generator)).view(-1, 1, 1, 1).to(device)
         with _autocast(device):
             epsilon = student(noisy, start, encoder_hidden_states=hidden).sample.float()

@@ -14,6 +14,7 @@ from .session import LETTERS, QuizSession, Result
 from .store import ProgressStore, check_learner
 
 __all__ = [
-    "DIFFICULTIES", "KINDS", "LETTERS", "Card", "Generator", "Option", "PackError", "ProgressStore", "Question", "QuizSession", "Result", "check_learner",
-    "grade", "make_pack", "parse_pack", "read_pack", "review", "save_pack", "validate",
+    "DIFFICULTIES", "KINDS", "LETTERS", "Card", "Generator", "Option", "PackError", "ProgressStore", "Question",
+    "QuizSession", "Result", "check_learner", "grade", "make_pack", "parse_pack", "read_pack", "review", "save_pack",
+    "validate",
 ]

@@ -102,7 +102,8 @@ def _question(item: object, number: int, name: str) -> Question:
     if item.get("kind") not in KINDS:
         raise PackError(f"{where}: kind must be one of {', '.join(KINDS)}, not {item.get('kind')!r}")
     options = item.get("options")
-    if not isinstance(options, list) or not all(isinstance(o, dict) and isinstance(o.get("text"), str) for o in options):
+    if not isinstance(options, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("text"), str) for o in options):
         raise PackError(f"{where}: options must be a list of mappings with a 'text'")
     if not isinstance(item.get("answer"), int) or isinstance(item.get("answer"), bool):
         raise PackError(f"{where}: answer must be the number of the correct option (0-based)")

@@ -61,7 +61,8 @@ class Question:
 
     @property
     def id(self) -> str:
-        payload = json.dumps([self.kind, self.subject_id, self.expression, [o.record_id or o.text for o in self.options]])
+        options = [o.record_id or o.text for o in self.options]
+        payload = json.dumps([self.kind, self.subject_id, self.expression, options])
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
     @property
@@ -272,8 +273,11 @@ class Generator:
             if len(pool) < OPTIONS - 1:
                 return None
             distractors = list(self.rng.choice(pool, OPTIONS - 1, replace=False))
+
         def label_option(name: str) -> Option:
-            return Option(name, modality=name if key == "modality" else UNKNOWN, region=name if key == "region" else UNKNOWN)
+            return Option(name, modality=name if key == "modality" else UNKNOWN,
+                          region=name if key == "region" else UNKNOWN)
+
         options, answer = self._shuffle(label_option(truth), [label_option(str(n)) for n in distractors])
         prompt = "Which imaging modality is this?" if key == "modality" else "Which body region does this image show?"
         record = self.index.records[subject]

@@ -151,7 +151,8 @@ class ProgressStore:
     def card(self, learner: str, card_id: str) -> Card | None:
         with self._connect() as connection:
             row = connection.execute(
-                "SELECT card_id, ease, interval_days, repetitions, lapses, due FROM cards WHERE learner = ? AND card_id = ?",
+                "SELECT card_id, ease, interval_days, repetitions, lapses, due FROM cards"
+                " WHERE learner = ? AND card_id = ?",
                 (learner, card_id),
             ).fetchone()
         if row is None:
@@ -199,7 +200,8 @@ class ProgressStore:
                 "topic": answer.question.topic, "difficulty": answer.question.difficulty,
                 "subject_id": answer.question.subject_id, "prompt": answer.question.prompt,
                 "chosen_option": options[answer.chosen].text if 0 <= answer.chosen < len(options) else "",
-                "correct_option": answer.question.correct.text, "correct": answer.correct, "used_hint": answer.used_hint,
+                "correct_option": answer.question.correct.text, "correct": answer.correct,
+                "used_hint": answer.used_hint,
             })
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
