@@ -8,6 +8,7 @@ to Streamlit (caching, error display, the result grid).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,6 +18,7 @@ from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.images import open_image
 from mirage_core.index import Hit, Index, load_index, open_or_build_index
+from mirage_core.llm import LanguageModel, create_llm
 from mirage_core.projection import Projection, fit_projection
 from mirage_core.quiz import ProgressStore
 
@@ -69,6 +71,12 @@ def read_upload(uploaded) -> object | None:
     except MirageError as error:
         st.error(str(error))
         return None
+
+
+@st.cache_resource(show_spinner="Loading the language model (the first time converts it, about a minute)…")
+def get_llm(spec: str) -> LanguageModel:
+    settings = load_settings()
+    return create_llm(spec, Path(settings.home) / "llm", settings.device)
 
 
 @st.cache_resource

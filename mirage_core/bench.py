@@ -165,7 +165,55 @@ def bench_quiz(index: Index, encoder, n: int = 250, seed: int = 0) -> dict:
     return result
 
 
+def bench_report(index: Index, encoder, settings, n: int = 50, with_llm: bool = True, llm_reports: int = 3) -> dict:
+    """Modality agreement of grounded reports on held-out captions, report latency, LLM load and speed.
+
+    Each of the first n held-out records with a known modality queries the index with its caption, its own
+    article left out; the report's modality is compared with the record's label."""
+    from pathlib import Path
+
+    from .reports import grounded_report
+    from .splits import split_records
+
+    _, heldout = split_records(index.records)
+    cases = [r for r in heldout if r.modality != "unknown"][:n]
+    agree = uncertain = 0
+    samples, reports = [], []
+    for record in cases:
+        same_article = [i for i, other in enumerate(index.records) if other.pmc_id == record.pmc_id]
+        started = time.perf_counter()
+        report = grounded_report(index, encoder, record.caption, exclude=same_article)
+        samples.append((time.perf_counter() - started) * 1000)
+        agree += report.modality_label == record.modality
+        uncertain += report.modality_label == "unknown"
+        reports.append(report)
+    result = {"n": len(cases), "modality_agreement": round(agree / max(len(cases), 1), 3),
+              "modality_uncertain": round(uncertain / max(len(cases), 1), 3),
+              "report_ms_p50": round(float(np.percentile(samples, 50)), 1)}
+    if with_llm:
+        from .llm import create_llm, enrich_report
+
+        llm = create_llm(settings.llm, Path(settings.home) / "llm", settings.device)
+        result["llm"] = settings.llm
+        result["llm_load_s"] = round(llm.load_seconds, 2)
+        runs = []
+        for report in reports[:llm_reports]:
+            started = time.perf_counter()
+            enrichment = enrich_report(llm, report)
+            runs.append((time.perf_counter() - started, enrichment))
+        generations = [e.generation for _, e in runs if e.generation]
+        tokens = sum(g.new_tokens for g in generations)
+        result["llm_tokens_per_s"] = round(tokens / max(sum(g.seconds for g in generations), 1e-9), 2)
+        with_llm = float(np.mean([s for s, _ in runs])) + result["report_ms_p50"] / 1000
+        result["report_with_llm_s_mean"] = round(with_llm, 2)
+        result["llm_accepted"] = sum(e.accepted for _, e in runs)
+        result["llm_reports"] = len(runs)
+    return result
+
+
 def describe(result: dict) -> str:
+    if "modality_agreement" in result:
+        return "\n".join(f"{key}: {value}" for key, value in result.items())
     if "easy" in result and "hard" in result:
         return "\n".join([f"{result['n']} questions per difficulty from {result['images']} images"] + [
             f"  {d:6s} {result[d]['ms_per_question']:6.2f} ms/question, {100 * result[d]['rejected_share']:.1f} % of "

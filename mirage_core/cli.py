@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--base-url", default=None, help="mirror of https://ftp.ncbi.nlm.nih.gov/pub/pmc/")
     fetch.add_argument("--json", action="store_true")
 
+    report = commands.add_parser("report", help="a grounded report (optionally LLM-enriched) for a text or image")
+    report.add_argument("query", nargs="?", help="the text query")
+    report.add_argument("--image", metavar="PATH", help="report on an image instead of a text")
+    report.add_argument("--k", type=int, default=8, help="cases to ground the report in")
+    report.add_argument("--llm", nargs="?", const="", metavar="SPEC",
+                        help="also let a language model explain the report ('smollm2' default, or 'hf:<id>')")
+    report.add_argument("--enrich", action="store_true", help="expand the query and show the re-ranking")
+    report.add_argument("--out", metavar="FILE", help="write the report as Markdown")
+    report.add_argument("--index", metavar="DIR")
+    _corpus_options(report)
+    _encoder_option(report)
+    report.add_argument("--json", action="store_true")
+
     quiz = commands.add_parser("quiz", help="generate a quiz pack (JSON/YAML) from a corpus")
     quiz.add_argument("--type", action="append", metavar="KIND",
                       help="question type, repeatable or comma-separated: image_to_caption, caption_to_image, "
@@ -112,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     quiz.add_argument("--json", action="store_true", help="print the pack (or, with --out, a summary) as JSON")
 
     bench = commands.add_parser("bench", help="timings: search latency, index build throughput, quiz generation")
-    bench.add_argument("what", choices=["search", "build", "startup", "quiz"])
+    bench.add_argument("what", choices=["search", "build", "startup", "quiz", "report"])
+    bench.add_argument("--no-llm", action="store_true", help="bench report: skip the language model")
     bench.add_argument("--n", type=int, help="vectors in the index (search) or images to embed (build)")
     bench.add_argument("--repeats", type=int, default=50)
     _corpus_options(bench)
@@ -304,6 +318,72 @@ def cmd_fetch_roco(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from dataclasses import asdict
+
+    from .encoders import create_encoder
+    from .images import open_image
+    from .reports import enrich_query, grounded_report
+
+    if (args.query is None) == (args.image is None):
+        raise UsageError("give either a text query or --image PATH")
+    if not 1 <= args.k <= 50:
+        raise UsageError("--k must be between 1 and 50")
+    settings = _settings(args)
+    _check_corpus_exists(args, settings)
+    encoder = create_encoder(settings.encoder, settings.device)
+    index = _open_index(args, settings, encoder)
+    query = open_image(args.image) if args.image else args.query
+    report = grounded_report(index, encoder, query, k=args.k)
+    llm = enrichment = query_enrichment = None
+    if args.llm is not None:
+        from .llm import create_llm, enrich_report
+
+        llm = create_llm(args.llm or settings.llm, Path(settings.home) / "llm", settings.device)
+        enrichment = enrich_report(llm, report)
+    if args.enrich and args.query:
+        query_enrichment = enrich_query(index, encoder, args.query, llm)
+    markdown = report.to_markdown()
+    if enrichment is not None:
+        markdown += _llm_markdown(enrichment)
+    if args.out:
+        path = Path(args.out)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(markdown, encoding="utf-8")
+        temporary.replace(path)
+    if args.json:
+        payload = {"query": report.query, "nothing_found": report.nothing_found,
+                   "modality": report.modality_label, "region": report.region_label,
+                   "statements": [asdict(s) for s in report.statements], "sources": [asdict(s) for s in report.sources]}
+        if enrichment is not None:
+            payload["llm"] = {"model": enrichment.model, "accepted": enrichment.accepted, "reason": enrichment.reason,
+                              "text": enrichment.text if enrichment.accepted else "",
+                              "tokens_per_s": round(enrichment.generation.tokens_per_s, 2)
+                              if enrichment.generation else None}
+        if query_enrichment is not None:
+            payload["query_enrichment"] = {
+                "expansion": query_enrichment.expansion, "method": query_enrichment.method,
+                "before": [h.record.id for h in query_enrichment.before],
+                "after": [h.record.id for h in query_enrichment.after]}
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        print(markdown)
+        if query_enrichment is not None:
+            print(f"query expanded with ({query_enrichment.method}): {query_enrichment.expansion or '—'}")
+            print("before:", " ".join(h.record.id for h in query_enrichment.before))
+            print("after: ", " ".join(h.record.id for h in query_enrichment.after))
+    return 0
+
+
+def _llm_markdown(enrichment) -> str:
+    if enrichment.accepted:
+        return (f"\n## Explanation written by a language model ({enrichment.model})\n\n"
+                f"*Model-written text: it may be wrong; check it against the numbered sources.*\n\n"
+                f"{enrichment.text}\n")
+    return (f"\n## Language model ({enrichment.model})\n\n*Its text was not shown: {enrichment.reason}. "
+            "The grounded report above stands.*\n")
+
+
 def cmd_quiz(args) -> int:
     import time
 
@@ -339,7 +419,14 @@ def cmd_quiz(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
 
-    if args.what == "quiz":
+    if args.what == "report":
+        from .encoders import create_encoder
+
+        settings = _settings(args)
+        encoder = create_encoder(settings.encoder, settings.device)
+        result = bench.bench_report(_open_index(args, settings, encoder), encoder, settings, n=args.n or 50,
+                                    with_llm=not args.no_llm)
+    elif args.what == "quiz":
         from .encoders import create_encoder
 
         settings = _settings(args)
@@ -358,6 +445,7 @@ def cmd_bench(args) -> int:
 COMMANDS = {
     "build-index": cmd_build_index, "search": cmd_search, "arith": cmd_arith, "eval": cmd_eval,
     "train-encoder": cmd_train_encoder, "fetch-roco": cmd_fetch_roco, "quiz": cmd_quiz,
+    "report": cmd_report,
     "bench": cmd_bench,
 }
 

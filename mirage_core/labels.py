@@ -131,9 +131,14 @@ class Labels:
     region: str = UNKNOWN
 
 
+def modalities_named(text: str) -> list[str]:
+    """Every modality whose words appear in the text, in precedence order."""
+    return [name for name, pattern in _MODALITY_RE.items() if pattern.search(text)]
+
+
 def modality_of(caption: str, cuis: tuple[str, ...] = (), keywords: tuple[str, ...] = ()) -> str:
     """The modality the caption names (first in precedence order); else the CUIs', else the keywords'."""
-    named = [name for name, pattern in _MODALITY_RE.items() if pattern.search(caption)]
+    named = modalities_named(caption)
     if named:
         if len(PLAIN_MODALITIES.intersection(named)) > 1 and named[0] in PLAIN_MODALITIES:
             return UNKNOWN

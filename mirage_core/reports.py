@@ -1,0 +1,268 @@
+"""Grounded educational reports: what the nearest real cases say about a query, with numbered sources.
+
+`grounded_report` is deterministic. For a text query, an image or a dual-search vector it retrieves the top-k
+cases and composes:
+- **modality and region**: the similarity-weighted vote of the cases' labels (`mirage_core.labels`), with
+  the share of support, citing the cases that carry the winning label;
+- **findings**: sentences of the cases' captions ranked by similarity to the query (near-duplicates
+  dropped), each citing its case;
+- **key concepts**: ROCO keywords and UMLS CUIs shared by the cases, each citing the cases that have it;
+- **sources**: numbered ROCO ids with their PMC article and licence.
+Every statement cites at least one source, and the sources are exactly the retrieved cases. When no case
+is close enough (below the similarity floor, or a text whose words the corpus never uses) the report says
+it found nothing relevant instead of inventing.
+
+`enrich_query` expands a text query (with an LLM, or with the key concepts of its nearest cases), re-encodes
+it and re-ranks, returning both rankings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from .encoders.base import Encoder, normalise_rows
+from .errors import QueryError
+from .index import Hit, Index
+from .labels import UNKNOWN
+from .search import check_text
+
+TEXT_FLOOR = 0.5  # cosine of the best case below which a text query found nothing relevant
+IMAGE_FLOOR = 0.6
+FINDINGS = 4
+CONCEPTS = 8
+DUPLICATE_SENTENCE = 0.92
+QUERY_WORD = re.compile(r"[a-z][a-z-]{2,}")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+GENERIC_WORDS = {
+    "arrow", "arrows", "arrowhead", "image", "images", "right", "left", "patient", "showing", "show", "shows",
+    "view", "case", "figure", "white", "black", "red", "yellow", "blue", "year", "month", "day", "old", "mas",
+    "level", "side", "area", "region", "small", "large", "normal", "seen", "scan", "note", "time", "follow",
+    "the", "and", "with", "of", "after", "before", "showed", "revealed", "demonstrating", "demonstrates",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int
+    record_id: str
+    similarity: float
+    caption: str
+    article_url: str
+    pmc_id: str
+    licence: str
+    licence_url: str
+    modality: str
+    region: str
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    sources: tuple[int, ...]
+
+    def cited(self) -> str:
+        return f"{self.text} {''.join(f'[{n}]' for n in self.sources)}"
+
+
+@dataclass
+class Report:
+    query: str
+    modality: Statement | None = None
+    region: Statement | None = None
+    findings: list[Statement] = field(default_factory=list)
+    concepts: list[Statement] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    modality_label: str = UNKNOWN
+    region_label: str = UNKNOWN
+    nothing_found: str = ""
+
+    @property
+    def statements(self) -> list[Statement]:
+        return [s for s in (self.modality, self.region) if s] + self.findings + self.concepts
+
+    def to_markdown(self) -> str:
+        lines = [f"# MIRAGE report: {self.query}", "",
+                 "*Educational summary composed from retrieved real cases — not a diagnosis.*", ""]
+        if self.nothing_found:
+            return "\n".join([*lines, self.nothing_found, ""])
+        lines += ["## Modality and region", ""]
+        lines += [f"- {s.cited()}" for s in (self.modality, self.region) if s]
+        lines += ["", "## Findings in similar cases", ""] + [f"- {s.cited()}" for s in self.findings]
+        lines += ["", "## Key concepts", ""] + [f"- {s.cited()}" for s in self.concepts]
+        lines += ["", "## Sources", ""]
+        for source in self.sources:
+            article = f"[{source.pmc_id}]({source.article_url})" if source.article_url else "PMC article unknown"
+            licence = f"[{source.licence}]({source.licence_url})" if source.licence_url else source.licence
+            lines.append(f"{source.number}. {source.record_id} — {article}, {licence} (similarity "
+                         f"{source.similarity:.2f}): {source.caption}")
+        return "\n".join(lines) + "\n"
+
+
+def query_vector(encoder: Encoder, query: str | Image.Image | np.ndarray) -> tuple[np.ndarray, str, str]:
+    """(unit vector, kind 'text'/'image'/'vector', description) of a query."""
+    if isinstance(query, str):
+        text = check_text(query)
+        return encoder.encode_text([text])[0], "text", text
+    if isinstance(query, Image.Image):
+        if np.asarray(query.convert("L"), dtype=np.float32).std() < 2.0:
+            raise QueryError("the image is blank (one flat colour): there is nothing to compare")
+        return encoder.encode_image([query])[0], "image", "uploaded image"
+    vector = np.asarray(query, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise QueryError("the query vector is zero: there is no direction to search in")
+    if vector.shape[0] != encoder.dim:
+        raise QueryError(f"the query vector has {vector.shape[0]} dimensions, the encoder {encoder.dim}")
+    return vector / norm, "vector", "dual-search vector"
+
+
+def corpus_vocabulary(index: Index) -> set[str]:
+    cached = getattr(index, "_vocabulary", None)
+    if cached is None:
+        cached = {w for r in index.records for w in QUERY_WORD.findall(r.caption.lower())}
+        cached |= {k.lower() for r in index.records for k in r.keywords}
+        index._vocabulary = cached
+    return cached
+
+
+def _unknown_words(index: Index, text: str) -> bool:
+    """True when no word of the query (of 3+ letters) appears anywhere in the corpus' captions."""
+    words = set(QUERY_WORD.findall(text.lower())) - GENERIC_WORDS
+    return bool(words) and not (words & corpus_vocabulary(index))
+
+
+def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | np.ndarray, k: int = 8,
+                    floor: float | None = None, exclude: Sequence[int] = ()) -> Report:
+    """The report on the query's k nearest cases (see the module docstring)."""
+    vector, kind, description = query_vector(encoder, query)
+    report = Report(description)
+    floor = floor if floor is not None else (IMAGE_FLOOR if kind == "image" else TEXT_FLOOR)
+    if kind == "text" and _unknown_words(index, description):
+        report.nothing_found = ("Nothing relevant found: none of the query's words occur in this corpus' captions. "
+                                "Try radiology terms (a modality, an organ, a finding).")
+        return report
+    hits = [h for h in index.search(vector, k, exclude=exclude) if h.score >= floor]
+    if not hits:
+        report.nothing_found = (f"Nothing relevant found: no case of this corpus is similar enough to the query "
+                                f"(similarity floor {floor:.2f}). The report does not guess.")
+        return report
+    report.sources = [_source(n, hit) for n, hit in enumerate(hits, 1)]
+    weights = np.array([max(h.score, 1e-3) for h in hits])
+    report.modality, report.modality_label = _label_statement(report.sources, weights, "modality")
+    report.region, report.region_label = _label_statement(report.sources, weights, "region")
+    report.findings = _findings(encoder, vector, hits)
+    report.concepts = _concepts(hits)
+    return report
+
+
+def _source(number: int, hit: Hit) -> Source:
+    r = hit.record
+    return Source(number, r.id, hit.score, r.caption, r.article_url, r.pmc_id, r.licence, r.licence_url,
+                  r.modality, r.region)
+
+
+def _label_statement(sources: list[Source], weights: np.ndarray, key: str) -> tuple[Statement | None, str]:
+    votes: Counter = Counter()
+    for source, weight in zip(sources, weights):
+        votes[getattr(source, key)] += float(weight)
+    known = {label: w for label, w in votes.items() if label != UNKNOWN}
+    noun = "Modality" if key == "modality" else "Body region"
+    if not known:
+        everyone = tuple(s.number for s in sources)
+        return Statement(f"{noun}: not stated by the similar cases' captions.", everyone), UNKNOWN
+    label, weight = max(known.items(), key=lambda item: item[1])
+    share = weight / sum(votes.values())
+    citing = tuple(s.number for s in sources if getattr(s, key) == label)
+    if share < 0.5:
+        others = ", ".join(f"{name}" for name in sorted(known, key=known.get, reverse=True)[1:3])
+        text = f"{noun}: uncertain — most often {label} ({share:.0%} of the similarity weight)" + (
+            f", also {others}" if others else "") + "."
+        return Statement(text, citing), UNKNOWN
+    return Statement(f"{noun}: {label} ({share:.0%} of the similar cases by similarity weight).", citing), label
+
+
+def split_sentences(caption: str) -> list[str]:
+    return [s.strip() for s in SENTENCE_END.split(" ".join(caption.split())) if len(s.split()) >= 5]
+
+
+def _findings(encoder: Encoder, vector: np.ndarray, hits: Sequence[Hit]) -> list[Statement]:
+    sentences, owners = [], []
+    for number, hit in enumerate(hits, 1):
+        for sentence in split_sentences(hit.record.caption):
+            sentences.append(sentence)
+            owners.append(number)
+    if not sentences:
+        return []
+    embedded = encoder.encode_text(sentences)
+    order = np.argsort(-(embedded @ vector), kind="stable")
+    chosen: list[int] = []
+    for i in order:
+        if all(float(embedded[i] @ embedded[j]) < DUPLICATE_SENTENCE for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == FINDINGS:
+            break
+    return [Statement(sentences[i].rstrip("."), (owners[i],)) for i in chosen]
+
+
+def _concepts(hits: Sequence[Hit]) -> list[Statement]:
+    keyword_sources: dict[str, list[int]] = {}
+    for number, hit in enumerate(hits, 1):
+        for keyword in {k.lower() for k in hit.record.keywords}:
+            if keyword not in GENERIC_WORDS and len(keyword) > 2:
+                keyword_sources.setdefault(keyword, []).append(number)
+    shared = sorted(keyword_sources.items(), key=lambda item: (-len(item[1]), item[0]))
+    statements = [Statement(f"{word} (in {len(numbers)} of {len(hits)} cases)", tuple(numbers))
+                  for word, numbers in shared[:CONCEPTS] if len(numbers) > 1 or len(hits) == 1]
+    cui_sources: dict[str, list[int]] = {}
+    for number, hit in enumerate(hits, 1):
+        for cui in set(hit.record.cuis):
+            cui_sources.setdefault(cui, []).append(number)
+    common = sorted(((c, n) for c, n in cui_sources.items() if len(n) > 1), key=lambda item: (-len(item[1]), item[0]))
+    if common:
+        listed = ", ".join(f"{cui} ({len(numbers)})" for cui, numbers in common[:5])
+        cited = tuple(sorted({n for _, numbers in common[:5] for n in numbers}))
+        statements.append(Statement(f"UMLS concepts shared by the cases: {listed}", cited))
+    return statements
+
+
+@dataclass
+class QueryEnrichment:
+    query: str
+    expansion: str
+    method: str  # "llm" or "concepts"
+    before: list[Hit]
+    after: list[Hit]
+
+
+def expansion_from_concepts(index: Index, vector: np.ndarray, query: str, k: int = 8, terms: int = 4) -> str:
+    """Keywords shared by the query's nearest cases that the query does not already say."""
+    said = set(QUERY_WORD.findall(query.lower()))
+    counts = Counter(keyword.lower() for hit in index.search(vector, k)
+                     for keyword in set(hit.record.keywords))
+    picked = [w for w, c in counts.most_common() if c > 1 and w not in said and w not in GENERIC_WORDS and len(w) > 2]
+    return " ".join(picked[:terms])
+
+
+def enrich_query(index: Index, encoder: Encoder, query: str, llm=None, k: int = 10, weight: float = 0.5
+                 ) -> QueryEnrichment:
+    """Expand the query, re-encode the expansion, and re-rank: normalise(q + weight · expansion)."""
+    text = check_text(query)
+    vector = encoder.encode_text([text])[0]
+    before = index.search(vector, k)
+    expansion, method = "", "concepts"
+    if llm is not None:
+        from .llm import expand_query
+
+        expansion, method = expand_query(llm, text), "llm"
+    if not expansion:
+        expansion, method = expansion_from_concepts(index, vector, text), "concepts"
+    if not expansion:
+        return QueryEnrichment(text, "", method, before, before)
+    expanded = normalise_rows((vector + weight * encoder.encode_text([f"{text} {expansion}"])[0])[None])[0]
+    return QueryEnrichment(text, expansion, method, before, index.search(expanded, k))

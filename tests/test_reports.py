@@ -1,0 +1,164 @@
+"""Reports: grounded statements cite the retrieved cases; LLM interface, checks and fallback; query enrichment."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mirage_core.corpus import Record
+from mirage_core.encoders.base import normalise_rows
+from mirage_core.errors import MirageError, QueryError
+from mirage_core.index import Index, build_index
+from mirage_core.llm import Generation, check_text, create_llm, enrich_report, expand_query
+from mirage_core.reports import Report, Source, _label_statement, enrich_query, grounded_report
+
+
+@pytest.fixture(scope="module")
+def slice_index(demo_slice, lite_encoder) -> Index:
+    return build_index(demo_slice, lite_encoder)
+
+
+def test_every_statement_cites_the_retrieved_cases(slice_index, lite_encoder):
+    report = grounded_report(slice_index, lite_encoder, "chest x-ray", k=6, floor=0.0)
+    retrieved = [h.record.id for h in slice_index.search(lite_encoder.encode_text(["chest x-ray"])[0], 6)]
+    assert [s.record_id for s in report.sources] == retrieved
+    numbers = {s.number for s in report.sources}
+    assert report.statements and report.findings and report.modality and report.region
+    for statement in report.statements:
+        assert statement.sources and set(statement.sources) <= numbers
+    captions = {s.number: s.caption for s in report.sources}
+    for finding in report.findings:  # a finding is a sentence of the case it cites
+        assert finding.text in " ".join(captions[finding.sources[0]].split())
+    markdown = report.to_markdown()
+    assert "not a diagnosis" in markdown and markdown.count("ncbi.nlm.nih.gov/pmc/articles/") == 6
+    assert all(re.search(r"\[\d+\]$", line) for line in markdown.splitlines() if line.startswith("- "))
+
+
+def test_label_vote_names_the_majority_and_cites_its_cases():
+    def source(n, modality):
+        return Source(n, f"r{n}", 0.8, "c", "", "", "CC BY", "", modality, "chest")
+
+    sources = [source(1, "CT"), source(2, "CT"), source(3, "MRI"), source(4, "unknown")]
+    statement, label = _label_statement(sources, np.ones(4), "modality")
+    assert label == "CT" and statement.sources == (1, 2) and "50%" in statement.text
+    statement, label = _label_statement(sources[2:] + [source(5, "X-ray")], np.ones(3), "modality")
+    assert label == "unknown" and "uncertain" in statement.text
+
+
+def test_nothing_relevant_is_said_not_invented(slice_index, lite_encoder, demo_corpus):
+    junk = grounded_report(slice_index, lite_encoder, "qwertyuiop zxcvbnm")
+    assert junk.nothing_found and not junk.sources and "Nothing relevant" in junk.to_markdown()
+    image = Image.open(demo_corpus.records[200].image_path)  # not in the slice
+    far = grounded_report(slice_index, lite_encoder, image, floor=0.999)
+    assert "similarity floor" in far.nothing_found and not far.statements
+    with pytest.raises(QueryError, match="blank"):
+        grounded_report(slice_index, lite_encoder, Image.new("RGB", (64, 64), "white"))
+    with pytest.raises(QueryError, match="zero"):
+        grounded_report(slice_index, lite_encoder, np.zeros(lite_encoder.dim))
+    with pytest.raises(QueryError, match="empty"):
+        grounded_report(slice_index, lite_encoder, "   ")
+
+
+def test_an_image_and_a_vector_are_reported_on(slice_index, lite_encoder, demo_slice):
+    image = Image.open(demo_slice.records[3].image_path)
+    report = grounded_report(slice_index, lite_encoder, image, k=4)
+    assert report.sources[0].record_id == demo_slice.records[3].id  # the image finds itself first
+    vector = lite_encoder.encode_text(["MRI of the brain"])[0]
+    assert grounded_report(slice_index, lite_encoder, vector, k=4).query == "dual-search vector"
+
+
+# -- query enrichment --------------------------------------------------------------------------------------
+
+WORDS = ["liver", "lesion", "normal", "kidney"]
+
+
+class BagOfWords:
+    """Texts → sums of one direction per known word."""
+
+    name = fingerprint = "bag"
+    dim = len(WORDS)
+
+    def encode_text(self, texts):
+        rows = np.array([[t.lower().split().count(w) + 0.01 for w in WORDS] for t in texts], dtype=np.float32)
+        return normalise_rows(rows)
+
+
+def test_query_enrichment_re_ranks_towards_the_shared_concepts():
+    def record(i, keywords):
+        return Record(f"r{i}", f"r{i}.jpg", " ".join(keywords), keywords=tuple(keywords), pmc_id=f"PMC{i}")
+
+    records = [record(1, ["liver", "lesion"]), record(2, ["liver", "lesion"]), record(3, ["liver", "normal"]),
+               record(4, ["lesion", "kidney"])]
+    vectors = normalise_rows(np.array([[1.0, 0.6, 0, 0], [1.0, 0.9, 0, 0], [1.0, 0, 0.5, 0], [0.1, 1.0, 0, 0.5]],
+                                      dtype=np.float32))
+    index = Index(vectors, vectors, records, {"fingerprint": "bag"})
+    result = enrich_query(index, BagOfWords(), "liver", k=4)
+    assert result.method == "concepts" and result.expansion.split()[0] == "lesion"
+    assert [h.record.id for h in result.before][0] == "r3"
+    assert [h.record.id for h in result.after][:3] == ["r1", "r2", "r3"]  # the lesion cases overtake
+
+
+# -- the language model ------------------------------------------------------------------------------------
+
+class ScriptedModel:
+    """A test double of `LanguageModel`: returns a fixed text."""
+
+    name = "scripted"
+
+    def __init__(self, text):
+        self.text = text
+
+    def generate(self, prompt, max_new_tokens=160):
+        assert "Cases:" in prompt or "Query:" in prompt
+        return Generation(self.text, len(self.text.split()), 0.5)
+
+
+def _report(modality="X-ray") -> Report:
+    report = Report("chest x-ray", modality_label=modality, region_label="chest")
+    report.sources = [Source(n, f"r{n}", 0.8, "Chest radiograph.", "", "", "CC BY", "", modality, "chest")
+                      for n in (1, 2)]
+    return report
+
+
+GOOD = ("These chest radiographs [1] show the lungs and the heart shadow; case [2] is a frontal view where "
+        "students can trace the diaphragm, the costophrenic angles and the mediastinal outline.")
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Too short.", "too short"),
+    ("the lung the lung the lung " * 10, "repeats itself"),
+    (GOOD.replace("[2]", "[7]"), "does not exist"),
+    (GOOD.replace("radiographs", "MRI images"), "names MRI"),
+])
+def test_checks_reject_bad_model_text(text, reason):
+    assert reason in check_text(text, _report())
+
+
+def test_enrichment_accepts_good_text_and_falls_back_otherwise():
+    accepted = enrich_report(ScriptedModel(GOOD), _report())
+    assert accepted.accepted and accepted.text == GOOD and accepted.model == "scripted"
+    empty = enrich_report(ScriptedModel("   "), _report())
+    assert not empty.accepted and empty.reason == "it returned nothing" and empty.text.startswith("# MIRAGE report")
+    nothing = _report()
+    nothing.nothing_found = "Nothing relevant found."
+    assert not enrich_report(ScriptedModel(GOOD), nothing).accepted
+    assert expand_query(ScriptedModel("pneumothorax, pleural line, chest drain"), "chest x-ray") == (
+        "pneumothorax, pleural line, chest drain")
+
+
+def test_a_transformers_model_loads_and_generates_deterministically(tiny_llm_dir):
+    llm = create_llm(f"hf:{tiny_llm_dir}")
+    first, second = llm.generate("the chest x-ray", 12), llm.generate("the chest x-ray", 12)
+    assert first.new_tokens > 0 and first.text == second.text and first.tokens_per_s > 0
+    result = enrich_report(llm, _report())  # random weights: whatever it says is checked, and falls back
+    assert result.generation is not None and (result.accepted or result.text.startswith("# MIRAGE report"))
+
+
+def test_unknown_language_models_are_clear_errors(tmp_path):
+    with pytest.raises(MirageError, match="unknown language model"):
+        create_llm("gpt-17")
+    with pytest.raises(MirageError, match="cannot load the language model"):
+        create_llm(f"hf:{tmp_path / 'nothing-here'}")
