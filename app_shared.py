@@ -16,6 +16,7 @@ from mirage_core.config import load_settings
 from mirage_core.corpus import Record
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
+from mirage_core.generation import Generator, create_generator
 from mirage_core.images import open_image
 from mirage_core.index import Hit, Index, load_index, open_or_build_index
 from mirage_core.llm import LanguageModel, create_llm
@@ -77,6 +78,16 @@ def read_upload(uploaded) -> object | None:
 def get_llm(spec: str) -> LanguageModel:
     settings = load_settings()
     return create_llm(spec, Path(settings.home) / "llm", settings.device)
+
+
+@st.cache_resource(show_spinner="Loading the generator…")
+def _generator(profile: str, encoder_name: str, device: str) -> Generator:
+    return create_generator(profile, get_encoder(encoder_name, device), device)
+
+
+def get_generator() -> Generator:
+    settings = load_settings()
+    return _generator(settings.generator, settings.encoder, settings.device)
 
 
 @st.cache_resource

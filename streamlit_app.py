@@ -14,6 +14,7 @@ pages = st.navigation([
     st.Page("app_pages/retrieval.py", title="Retrieval", icon="🔎"),
     st.Page("app_pages/dual_search.py", title="Dual search", icon="➗"),
     st.Page("app_pages/quiz.py", title="Quiz", icon="🎓"),
+    st.Page("app_pages/generation.py", title="Generation", icon="🎨"),
     st.Page("app_pages/reports.py", title="Reports", icon="📝"),
 ])
 

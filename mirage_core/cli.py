@@ -108,6 +108,33 @@ def build_parser() -> argparse.ArgumentParser:
     _encoder_option(report)
     report.add_argument("--json", action="store_true")
 
+    generate = commands.add_parser("generate", help="synthetic images of a concept (marked and labelled as such)")
+    generate.add_argument("prompt", nargs="?", help="a text prompt")
+    generate.add_argument("--image", metavar="PATH", help="condition on an image instead (lite profile)")
+    generate.add_argument("--minus", action="append", default=[], metavar="TERM", help="dual-search term to subtract")
+    generate.add_argument("--plus", action="append", default=[], metavar="TERM", help="dual-search term to add")
+    generate.add_argument("--profile", default="lite", help="'lite' (default), 'lite:FOLDER', 'sd' or 'sd:<repo id>'")
+    generate.add_argument("--n", type=int, default=2)
+    generate.add_argument("--steps", type=int, default=4)
+    generate.add_argument("--guidance", type=float, default=1.0)
+    generate.add_argument("--sampler", default="lcm", help="lcm (default) or ddim (the undistilled model)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--size", type=int, help="sd only: side in px (multiple of 8, at most 768)")
+    generate.add_argument("--out", metavar="DIR", default="generated", help="folder for the PNG files")
+    _encoder_option(generate)
+    generate.add_argument("--json", action="store_true")
+
+    train_generator = commands.add_parser("train-generator", help="train the lite generator (resumable stages)")
+    _corpus_options(train_generator, required=True)
+    train_generator.add_argument("--stage", action="append", metavar="STAGE",
+                                 help="vae, unet or lcm; repeatable (default: all three in order)")
+    train_generator.add_argument("--steps", action="append", default=[], metavar="STAGE=N",
+                                 help="total steps of a stage, e.g. unet=20000 (default: the config's)")
+    train_generator.add_argument("--out", metavar="DIR", help="weights folder (default: assets/lite-generator)")
+    train_generator.add_argument("--work", metavar="DIR", help="checkpoints (default: MIRAGE_HOME/generator-work)")
+    train_generator.add_argument("--device", help="cpu (default) or cuda")
+    train_generator.add_argument("--json", action="store_true")
+
     quiz = commands.add_parser("quiz", help="generate a quiz pack (JSON/YAML) from a corpus")
     quiz.add_argument("--type", action="append", metavar="KIND",
                       help="question type, repeatable or comma-separated: image_to_caption, caption_to_image, "
@@ -125,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     quiz.add_argument("--json", action="store_true", help="print the pack (or, with --out, a summary) as JSON")
 
     bench = commands.add_parser("bench", help="timings: search latency, index build throughput, quiz generation")
-    bench.add_argument("what", choices=["search", "build", "startup", "quiz", "report"])
+    bench.add_argument("what", choices=["search", "build", "startup", "quiz", "report", "generate"])
     bench.add_argument("--no-llm", action="store_true", help="bench report: skip the language model")
     bench.add_argument("--n", type=int, help="vectors in the index (search) or images to embed (build)")
     bench.add_argument("--repeats", type=int, default=50)
@@ -384,6 +411,63 @@ def _llm_markdown(enrichment) -> str:
             "The grounded report above stands.*\n")
 
 
+def cmd_generate(args) -> int:
+    from .encoders import create_encoder
+    from .generation import GenerationRequest, create_generator
+    from .images import open_image
+
+    if (args.prompt is None) == (args.image is None):
+        raise UsageError("give either a text prompt or --image PATH")
+    settings = _settings(args)
+    encoder = create_encoder(settings.encoder, settings.device) if args.profile.startswith("lite") else None
+    condition, label = (open_image(args.image), f"image {Path(args.image).name}") if args.image else (args.prompt, "")
+    if args.minus or args.plus:
+        from .arithmetic import compose
+
+        composition = compose(encoder, _parse_term(args.prompt or f"image:{args.image}"),
+                              [_parse_term(t) for t in args.minus], [_parse_term(t) for t in args.plus])
+        condition, label = composition.result, f"vector: {composition.expression()}"
+    request = GenerationRequest(condition, n=args.n, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                sampler=args.sampler, size=args.size, label=label)
+    request.check()  # before loading the model: a wrong argument should not cost seconds
+    generator = create_generator(args.profile, encoder, settings.device)
+    images = generator.generate(request)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, synthetic in enumerate(images):
+        path = out / f"synthetic-{args.seed + i:06d}.png"
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(synthetic.png_bytes())
+        temporary.replace(path)
+        written.append({"path": str(path), **synthetic.metadata})
+    print(json.dumps(written, indent=2) if args.json else "\n".join(f"{w['path']}  ({w['Sampler']}, "
+                                                                      f"{w['Seconds']} s)" for w in written))
+    return 0
+
+
+def cmd_train_generator(args) -> int:
+    from .config import REPO_ROOT
+    from .encoders import create_encoder
+    from .generation.training import STAGES, train_generator
+
+    steps = {}
+    for item in args.steps:
+        stage, _, value = item.partition("=")
+        if stage not in STAGES or not value.isdigit():
+            raise UsageError(f"--steps takes STAGE=N with STAGE one of {', '.join(STAGES)}, not '{item}'")
+        steps[stage] = int(value)
+    settings = _settings(args)
+    encoder = create_encoder(settings.encoder, settings.device)
+    report = train_generator(
+        settings.load_corpus(), encoder, Path(args.out) if args.out else REPO_ROOT / "assets" / "lite-generator",
+        Path(args.work) if args.work else Path(settings.home) / "generator-work", args.stage or STAGES, steps,
+        settings.device, log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(json.dumps(report, indent=2) if args.json else f"trained: {json.dumps(report)}")
+    return 0
+
+
 def cmd_quiz(args) -> int:
     import time
 
@@ -419,7 +503,13 @@ def cmd_quiz(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
 
-    if args.what == "report":
+    if args.what == "generate":
+        from .encoders import create_encoder
+
+        settings = _settings(args)
+        result = bench.bench_generate(create_encoder(settings.encoder, settings.device), settings,
+                                      n=args.n or 8, repeats=min(args.repeats, 5))
+    elif args.what == "report":
         from .encoders import create_encoder
 
         settings = _settings(args)
@@ -445,7 +535,7 @@ def cmd_bench(args) -> int:
 COMMANDS = {
     "build-index": cmd_build_index, "search": cmd_search, "arith": cmd_arith, "eval": cmd_eval,
     "train-encoder": cmd_train_encoder, "fetch-roco": cmd_fetch_roco, "quiz": cmd_quiz,
-    "report": cmd_report,
+    "report": cmd_report, "generate": cmd_generate, "train-generator": cmd_train_generator,
     "bench": cmd_bench,
 }
 

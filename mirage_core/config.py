@@ -2,7 +2,8 @@
 
 Defaults work offline on this repository's machines (the lite encoder and the ROCO demo corpus beside the
 repository). A deployer overrides them with environment variables (`MIRAGE_ENCODER`, `MIRAGE_CORPUS`,
-`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`, `MIRAGE_LLM`) or a
+`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`, `MIRAGE_LLM`,
+`MIRAGE_GENERATOR`) or a
 `mirage.toml` at the repository root with the same keys in lower case (`encoder = "open_clip:hf-hub:…"`);
 environment variables win.
 """
@@ -29,6 +30,7 @@ class Settings:
     device: str = "cpu"
     quiz_db: str = ""
     llm: str = "smollm2"
+    generator: str = "lite"
 
     def index_dir(self, fingerprint: str) -> Path:
         """Indexes are keyed by encoder fingerprint and corpus, so a stale one is never picked up."""

@@ -13,7 +13,9 @@ embeddings) — among records whose labels differ from the answer's, never from 
 near-duplicates. The difficulty sets how near: `hard` takes the nearest valid candidates, `medium` starts
 further down the ranking, `easy` draws at random. Every question is then checked by `validate`: exactly
 one option is correct by the labels, options are distinct; a question that fails is not asked (and counted
-in `Generator.rejected`). Generation is deterministic under a seed.
+in `Generator.rejected`); a kind the corpus cannot support (too few images of a label) is dropped after
+repeated failures and the other kinds fill in (`Generator.dropped_kinds`). Generation is deterministic under a
+seed.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class Generator:
     seed: int = 0
     rejected: int = 0
     attempts: int = 0
+    dropped_kinds: list[str] = field(default_factory=list)
     _text_cache: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -156,15 +159,22 @@ class Generator:
         subjects = self._subjects(topic)
         made: list[Question] = []
         seen: set[str] = set()
+        failures = dict.fromkeys(kinds, 0)
+        active = list(kinds)
         budget = n * ATTEMPTS_PER_QUESTION
-        while len(made) < n and budget > 0:
-            kind = kinds[len(made) % len(kinds)]
+        while len(made) < n and budget > 0 and active:
+            kind = active[len(made) % len(active)]
             budget -= 1
             self.attempts += 1
             question = self._make(kind, int(self.rng.choice(subjects)), difficulty)
             if question is None or validate(question) is not None or question.card_id in seen:
                 self.rejected += 1
+                failures[kind] += 1
+                if failures[kind] >= ATTEMPTS_PER_QUESTION * 4 and len(active) > 1:
+                    active.remove(kind)  # this corpus (or topic) cannot support this kind: the others fill in
+                    self.dropped_kinds.append(kind)
                 continue
+            failures[kind] = 0
             seen.add(question.card_id)
             made.append(question)
         if len(made) < n:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -100,3 +101,16 @@ def test_dual_search_renders_results_and_pca(server, page):
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dual_search_pca.png"))
     assert (ARTIFACTS / "dual_search_pca.png").stat().st_size > 10_000
+
+
+def test_quiz_answers_one_question(server, page):
+    page.goto(f"{server}/quiz")
+    page.get_by_label("Your nickname", exact=False).fill("e2e-student")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text("question 1 of", exact=False).wait_for()
+    page.locator("[data-testid='stRadio'] label").filter(has_text=re.compile(r"^\s*A\s*$")).first.click()
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text("True caption", exact=False).or_(page.get_by_text("is labelled", exact=False)).first.wait_for()
+    assert page.get_by_text("Right —", exact=False).count() + page.get_by_text("Not quite", exact=False).count() == 1
+    page.screenshot(path=str(ARTIFACTS / "quiz.png"), full_page=True)

@@ -1,0 +1,62 @@
+"""Generation: synthetic images of a concept (LCM, a few steps), each beside its nearest real images."""
+
+import streamlit as st
+
+from app_shared import UPLOAD_TYPES, ensure_index, get_generator, read_upload, show_hits
+from mirage_core.errors import MirageError
+from mirage_core.generation import GenerationRequest
+
+encoder, index = ensure_index()
+st.title("Generation")
+st.caption("Synthetic images drawn by a small diffusion model trained on the demo corpus, sampled by latent "
+           "consistency in a few steps. They are marked SYNTHETIC, carry metadata saying so, and are for "
+           "learning what the model has captured — never real patients, never for diagnosis.")
+
+source = st.radio("Generate from", ["Text prompt", "Dual-search vector", "Uploaded image"], horizontal=True)
+condition, label = None, ""
+if source == "Text prompt":
+    condition = st.text_input("Prompt", "chest x-ray", max_chars=300)
+elif source == "Dual-search vector":
+    condition = st.session_state.get("dual_vector")
+    label = f"vector: {st.session_state.get('dual_label', '')}"
+    if condition is None:
+        st.info("Run a dual search first (Dual search page); its result vector drives the generator here.")
+    else:
+        st.markdown(f"Vector from the Dual search page: **{st.session_state.get('dual_label', '')}**")
+else:
+    condition = read_upload(st.file_uploader("Radiology image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES))
+    label = "an uploaded image"
+
+with st.form("generate"):
+    left, middle, right = st.columns(3)
+    count = left.slider("Images", 1, 8, 4)
+    sampler = middle.radio("Sampler", ["lcm", "ddim"], horizontal=True,
+                           format_func={"lcm": "LCM (fast)", "ddim": "DDIM (undistilled)"}.get)
+    steps = right.slider("Steps", 1, 50, 4, help="LCM: 4–8 steps; DDIM: 25–50")
+    left, right = st.columns(2)
+    guidance = left.slider("Guidance", 0.0, 8.0, 1.0, 0.5, help="LCM: 1–2; DDIM: about 3")
+    seed = right.number_input("Seed", 0, 2**31 - 1, 0)
+    submitted = st.form_submit_button("Generate", type="primary")
+
+if submitted and condition is not None:
+    try:
+        request = GenerationRequest(condition, n=count, steps=steps, guidance=guidance, seed=int(seed),
+                                    sampler=sampler, label=label)
+        with st.spinner("Sampling…"):
+            st.session_state["generated"] = get_generator().generate(request)
+    except MirageError as error:
+        st.error(str(error))
+
+for number, synthetic in enumerate(st.session_state.get("generated", []), 1):
+    with st.container(border=True):
+        left, right = st.columns([1, 3])
+        with left:
+            st.image(synthetic.image, caption=f"Synthetic #{number} — AI-generated", width="stretch")
+            st.caption(f"{synthetic.metadata['Sampler']} · seed {synthetic.metadata['Seed']} · "
+                       f"{synthetic.metadata['Seconds']} s")
+            st.download_button("Download PNG", synthetic.png_bytes(), f"mirage-synthetic-{number}.png",
+                               "image/png", key=f"download-{number}")
+        with right:
+            st.markdown("**Nearest real images in the corpus**")
+            vector = encoder.encode_image([synthetic.image])[0]
+            show_hits(index.search(vector, 3), key=f"near-{number}", columns=3, more_like_this=False)
