@@ -58,8 +58,8 @@ def tiny_sd(tmp_path_factory):
     text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                         num_attention_heads=2, projection_dim=16))
     pipeline = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                       scheduler=LCMScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
+                                       scheduler=LCMScheduler(steps_offset=1), safety_checker=None,
+                                       feature_extractor=None, requires_safety_checker=False)
     pipeline.save_pretrained(root / "sd")
     unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     for name, parameter in unet.named_parameters():
