@@ -166,3 +166,17 @@ def test_reports_page_says_when_nothing_is_relevant_and_reports_the_dual_vector(
     at.radio[0].set_value("Dual-search vector").run()
     assert not at.exception and "Vector from the Dual search page" in _markdown(at)
     assert "## Sources" in _markdown(at)
+
+
+def test_generation_page_draws_marked_images_beside_real_ones(app_env):
+    at = _app("app_pages/generation.py")
+    at.slider[0].set_value(2)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception and not at.error
+    generated = at.session_state["generated"]
+    assert len(generated) == 2 and all(g.metadata["AI-generated"] == "true" for g in generated)
+    assert len(at.get("download_button")) == 2
+    assert sum(c.value.startswith("**") for c in at.caption) == 6  # three real neighbours each, attributed
+    at.text_input[0].input("").run()
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert "empty" in at.error[0].value

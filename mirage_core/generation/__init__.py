@@ -81,8 +81,12 @@ def mark_synthetic(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
     draw = ImageDraw.Draw(marked)
     band = max(14, side // 9)
     draw.rectangle([0, side - band, side, side], fill=(200, 30, 30))
-    font = ImageFont.load_default(size=max(10, band - 4))
-    draw.text((side // 2, side - band // 2), f"{MARK} · AI-generated", fill="white", font=font, anchor="mm")
+    text, size = f"{MARK} · AI-generated", max(8, band - 4)
+    font = ImageFont.load_default(size=size)
+    while size > 8 and draw.textlength(text, font=font) > 0.94 * side:
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    draw.text((side // 2, side - band // 2), text, fill="white", font=font, anchor="mm")
     return marked
 
 
