@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,7 +59,8 @@ def prepare_data(records: Sequence[Record], encoder, resolution: int, cache_dir:
     cache = cache_dir / f"data-{resolution}-{encoder.fingerprint}.npz"
     if cache.exists():
         data = dict(np.load(cache))
-        if list(data["ids"]) == [r.id for r in records if r.id in set(data["ids"])] and len(data["ids"]):
+        cached = set(data["ids"])
+        if len(cached) and list(data["ids"]) == [r.id for r in records if r.id in cached]:
             return data
     pixels, kept = [], []
     for record in records:
@@ -348,6 +348,7 @@ def _save_lora(out_dir: Path, layers: dict) -> None:
     from diffusers import StableDiffusionPipeline
 
     temporary = out_dir / ".lora.tmp"
+    layers = {name: tensor.half() for name, tensor in layers.items()}  # float16 on disk; loads into float32
     StableDiffusionPipeline.save_lora_weights(temporary, unet_lora_layers=layers, weight_name=LORA_WEIGHT_NAME,
                                               safe_serialization=True)
     (temporary / LORA_WEIGHT_NAME).replace(out_dir / LORA_WEIGHT_NAME)
@@ -391,6 +392,3 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
             temporary.replace(report_path)
     return report
 
-
-def steps_needed(total: int, done: int) -> int:
-    return max(0, math.ceil(total - done))
