@@ -26,13 +26,19 @@ with left:
         "that describe it best.\n"
         "- **Dual search** — start from a query, subtract and add concepts with weights "
         "(\"chest x-ray\" − \"bones\" + \"soft tissue\"), compare the results, and watch the vector move on "
-        "a 2D map of the corpus. The concept walk slides from one idea to another."
+        "a 2D map of the corpus. The concept walk slides from one idea to another.\n"
+        "- **Quiz** — practise by modality or body region, with hints, explanations from the real captions and "
+        "spaced repetition of what you missed; instructors build packs and present them.\n"
+        "- **Generation** — synthetic images of a concept in 4 steps (latent consistency), always marked "
+        "SYNTHETIC and shown beside the nearest real cases.\n"
+        "- **Reports** — a summary of the nearest real cases where every statement cites its source, with an "
+        "optional explanation by a small local language model, labelled as such."
     )
 with right:
     st.subheader("The corpus")
     counts = Counter(r.modality for r in index.records)
     chart = px.bar(
-        x=list(counts), y=list(counts.values()), labels={"x": "modality (from caption words)", "y": "images"},
+        x=list(counts), y=list(counts.values()), labels={"x": "modality (caption terms, CUIs)", "y": "images"},
         title=f"{len(index):,} images by modality",
     )
     chart.update_layout(height=320, margin=dict(t=40, b=0, l=0, r=0))
