@@ -15,3 +15,14 @@ def test_bench_build_reports_throughput(lite_encoder, demo_slice):
     result = bench.bench_build(Corpus("slice", demo_slice.records), n=16, encoder=lite_encoder)
     assert result["images"] == 16 and result["images_per_s"] > 0
     assert "images/s" in bench.describe(result)
+
+
+def test_bench_quiz_reports_time_and_rejections(lite_encoder, demo_slice):
+    from mirage_core.index import build_index
+
+    index = build_index(Corpus("slice", demo_slice.records), lite_encoder)
+    result = bench.bench_quiz(index, lite_encoder, n=5)
+    for difficulty in ("easy", "medium", "hard"):
+        assert result[difficulty]["ms_per_question"] > 0 and 0 <= result[difficulty]["rejected_share"] < 1
+        assert result[difficulty]["attempts"] >= 5
+    assert "rejected" in bench.describe(result)

@@ -117,3 +117,24 @@ def test_quiz_writes_a_deterministic_pack(tmp_path, demo_slice, monkeypatch, cap
     assert "--n must be" in capsys.readouterr().err
     assert main(["quiz", "--roco", str(corpus), "--out", str(tmp_path / "x.txt")]) == 2
     assert ".json, .yaml or .yml" in capsys.readouterr().err
+
+
+def test_report_and_generate_commands(small_corpus_csv, tmp_path, capsys):
+    from PIL import Image
+
+    assert main(["report", "chest x-ray", "--roco", str(small_corpus_csv), "--k", "3", "--enrich", "--json",
+                 "--out", str(tmp_path / "report.md")]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["sources"]) <= 3 and payload["statements"] and "query_enrichment" in payload
+    assert (tmp_path / "report.md").read_text().startswith("# MIRAGE report: chest x-ray")
+    assert main(["report", "chest", "--roco", str(small_corpus_csv), "--k", "0"]) == 2
+    assert "--k must be" in capsys.readouterr().err
+
+    assert main(["generate", "chest x-ray", "--steps", "0"]) == 2
+    assert "steps must be" in capsys.readouterr().err
+    assert main(["generate", "chest x-ray", "--n", "1", "--seed", "4", "--out", str(tmp_path / "gen"), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    image = Image.open(written[0]["path"])
+    assert image.text["AI-generated"] == "true" and image.text["Seed"] == "4"
+    assert main(["generate", "chest x-ray", "--minus", "chest x-ray", "--out", str(tmp_path / "gen")]) == 2
+    assert "cancel out" in capsys.readouterr().err

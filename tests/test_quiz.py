@@ -273,3 +273,13 @@ def test_pack_with_images_missing_from_the_corpus(generated, quiz_index):
     data = json.dumps(make_pack([image_question], "t")).replace(image_question.subject_id, "ROCO_99999").encode()
     with pytest.raises(PackError, match="ROCO_99999 is not in this corpus"):
         parse_pack(data, "pack.json", quiz_index)
+
+
+def test_kinds_a_small_corpus_cannot_support_are_dropped(demo_corpus):
+    records = demo_corpus.records[:30]
+    rng = np.random.default_rng(1)
+    vectors = np.stack([_label_vector(f"{r.modality} {r.region}", rng) for r in records])
+    generator = Generator(Index(vectors, vectors, records, {}), LabelEncoder(), seed=0)
+    questions = generator.questions(6, KINDS, "medium")
+    assert len(questions) == 6 and all(validate(q) is None for q in questions)
+    assert set(generator.dropped_kinds).isdisjoint({q.kind for q in questions[-2:]})
