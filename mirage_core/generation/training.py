@@ -11,8 +11,9 @@
 
 Every stage checkpoints (weights, optimiser, step) atomically into a work folder every few hundred steps,
 so training can be stopped and resumed over several stretches of time; `--steps` is the stage's total.
-Without a work checkpoint a stage starts from the weights in the output folder when there are any (the
-committed checkpoint), else from scratch. Only the training split of `mirage_core.splits` is used.
+Without a work checkpoint the VAE and UNet stages continue from the weights in the output folder when there
+are any (the committed checkpoint, with its step count from `training.json`; the optimiser starts afresh),
+else from scratch; the LCM-LoRA is distilled afresh from the current UNet. Only the training split of `mirage_core.splits` is used.
 """
 
 from __future__ import annotations
@@ -111,13 +112,14 @@ def _autocast(device: torch.device):
 
 
 def train_vae(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
-              log: Log, seed: int = 0) -> dict:
+              log: Log, seed: int = 0, done: int = 0) -> dict:
     settings = config["train"]
     checkpoint = _Checkpoint(work_dir, "vae")
-    vae = new_vae(config, out_dir if (out_dir / "vae").exists() else None)
+    committed = out_dir if (out_dir / "vae").exists() else None
+    vae = new_vae(config, committed)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=settings["vae_lr"])
     state = checkpoint.load()
-    step = 0
+    step = done if committed else 0
     if state:
         vae.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
@@ -186,7 +188,7 @@ def _snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tens
 
 
 def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
-               log: Log, seed: int = 0) -> dict:
+               log: Log, seed: int = 0, done: int = 0) -> dict:
     settings = config["train"]
     vae = new_vae(config, out_dir).to(device).eval()
     scaling = vae.config.scaling_factor
@@ -198,7 +200,7 @@ def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: i
     ema = copy.deepcopy(unet).requires_grad_(False)
     optimiser = torch.optim.AdamW(unet.parameters(), lr=settings["unet_lr"], weight_decay=0.01)
     state = checkpoint.load()
-    step = 0
+    step = done if committed else 0
     if state:
         unet.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -272,7 +274,7 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.n
 
 
 def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
-                log: Log, seed: int = 0) -> dict:
+                log: Log, seed: int = 0, done: int = 0) -> dict:
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
@@ -293,7 +295,7 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
     optimiser = torch.optim.AdamW(trainable, lr=settings["lcm_lr"])
     checkpoint = _Checkpoint(work_dir, "lcm")
     state = checkpoint.load()
-    step = 0
+    step = 0  # the LoRA restarts without its work checkpoint: `done` is not used (the teacher may have changed)
     if state:
         set_peft_model_state_dict(student, state["lora"])
         optimiser.load_state_dict(state["optimiser"])
@@ -385,7 +387,8 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
     for stage in STAGES:
         if stage in stages:
             total = steps.get(stage) or config["train"][f"{stage}_steps"]
-            report.update(runners[stage](data, config, out_dir, work_dir, total, torch_device, log))
+            done = int(report.get(f"{stage}_steps") or 0)
+            report.update(runners[stage](data, config, out_dir, work_dir, total, torch_device, log, done=done))
             report[f"{stage}_finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             temporary = report_path.with_name(".training.json.tmp")
             temporary.write_text(json.dumps(report, indent=2))
