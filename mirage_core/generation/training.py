@@ -13,7 +13,8 @@ Every stage checkpoints (weights, optimiser, step) atomically into a work folder
 so training can be stopped and resumed over several stretches of time; `--steps` is the stage's total.
 Without a work checkpoint the VAE and UNet stages continue from the weights in the output folder when there
 are any (the committed checkpoint, with its step count from `training.json`; the optimiser starts afresh),
-else from scratch; the LCM-LoRA is distilled afresh from the current UNet. Only the training split of `mirage_core.splits` is used.
+else from scratch; the LCM-LoRA is distilled afresh from the current UNet. Only the training split of
+`mirage_core.splits` is used.
 """
 
 from __future__ import annotations
