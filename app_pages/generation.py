@@ -43,11 +43,14 @@ if submitted and condition is not None:
         request = GenerationRequest(condition, n=count, steps=steps, guidance=guidance, seed=int(seed),
                                     sampler=sampler, label=label)
         with st.spinner("Sampling…"):
-            st.session_state["generated"] = get_generator().generate(request)
+            images = get_generator().generate(request)
+            # the nearest real cases are found once, here, not on every rerun of the page
+            neighbours = [index.search(vector, 3) for vector in encoder.encode_image([s.image for s in images])]
+            st.session_state["generated"] = list(zip(images, neighbours))
     except MirageError as error:
         st.error(str(error))
 
-for number, synthetic in enumerate(st.session_state.get("generated", []), 1):
+for number, (synthetic, nearest) in enumerate(st.session_state.get("generated", []), 1):
     with st.container(border=True):
         left, right = st.columns([1, 3])
         with left:
@@ -58,5 +61,4 @@ for number, synthetic in enumerate(st.session_state.get("generated", []), 1):
                                "image/png", key=f"download-{number}")
         with right:
             st.markdown("**Nearest real images in the corpus**")
-            vector = encoder.encode_image([synthetic.image])[0]
-            show_hits(index.search(vector, 3), key=f"near-{number}", columns=3, more_like_this=False)
+            show_hits(nearest, key=f"near-{number}", columns=3, more_like_this=False)

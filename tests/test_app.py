@@ -174,7 +174,7 @@ def test_generation_page_draws_marked_images_beside_real_ones(app_env):
     next(b for b in at.button if b.label == "Generate").click().run()
     assert not at.exception and not at.error
     generated = at.session_state["generated"]
-    assert len(generated) == 2 and all(g.metadata["AI-generated"] == "true" for g in generated)
+    assert len(generated) == 2 and all(g.metadata["AI-generated"] == "true" for g, _ in generated)
     assert len(at.get("download_button")) == 2
     assert sum(c.value.startswith("**") for c in at.caption) == 6  # three real neighbours each, attributed
     at.text_input[0].input("").run()

@@ -49,7 +49,3 @@ def review(card: Card, quality: int, now: datetime) -> Card:
         interval = round(card.interval_days * ease, 2)
     return replace(card, ease=ease, interval_days=interval, repetitions=repetitions,
                    due=now + timedelta(days=interval))
-
-
-def is_due(card: Card, now: datetime) -> bool:
-    return card.due is None or card.due <= now

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import MirageError
 from .questions import Question
-from .schedule import Card, grade, is_due, review
+from .schedule import Card, grade, review
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -67,6 +67,11 @@ def check_learner(name: str) -> str:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    """UTC ISO text of one fixed width, so that SQLite can compare stamps as strings."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -115,13 +120,13 @@ class ProgressStore:
             connection.execute(
                 "INSERT INTO answers (learner, answered_at, question_id, card_id, kind, topic, difficulty, subject_id,"
                 " chosen, correct, used_hint, question) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (learner, at.isoformat(), question.id, question.card_id, question.kind, question.topic,
+                (learner, _stamp(at), question.id, question.card_id, question.kind, question.topic,
                  question.difficulty, question.subject_id, chosen, int(correct), int(used_hint), payload),
             )
             connection.execute(
                 "INSERT OR REPLACE INTO cards VALUES (?,?,?,?,?,?,?,?)",
                 (learner, card.card_id, card.ease, card.interval_days, card.repetitions, card.lapses,
-                 card.due.isoformat(), payload),
+                 _stamp(card.due), payload),
             )
         return Answer(at, question, chosen, correct, used_hint)
 
@@ -165,12 +170,10 @@ class ProgressStore:
         at = at or now_utc()
         with self._connect() as connection:
             rows = connection.execute(
-                "SELECT card_id, ease, interval_days, repetitions, lapses, due, question FROM cards"
-                " WHERE learner = ? ORDER BY repetitions, due LIMIT ?", (learner, limit * 4),
+                "SELECT question FROM cards WHERE learner = ? AND due <= ? ORDER BY repetitions, due LIMIT ?",
+                (learner, _stamp(at), limit),
             ).fetchall()
-        due = [Question.from_dict(json.loads(row[6])) for row in rows
-               if is_due(Card(row[0], row[1], row[2], row[3], row[4], datetime.fromisoformat(row[5])), at)]
-        return due[:limit]
+        return [Question.from_dict(json.loads(row[0])) for row in rows]
 
     def mastery(self, learner: str) -> list[dict]:
         """Per topic and day: answers, share right, and the running share right up to that day."""
