@@ -186,12 +186,8 @@ with progress:
             figure = px.line(rows, x="day", y="mastery", color="topic", markers=True,
                              labels={"mastery": "share right so far", "day": ""}, range_y=[0, 1.05])
             st.plotly_chart(figure, width="stretch")
-            totals: dict[str, list[int]] = {}
-            for row in rows:
-                total = totals.setdefault(row["topic"], [0, 0])
-                total[0] += row["answers"]
-                total[1] += round(row["accuracy"] * row["answers"])
-            st.bar_chart({t: r / n for t, (n, r) in totals.items()}, y_label="share right", x_label="topic")
+            latest = {row["topic"]: row["mastery"] for row in rows}  # rows run in time order
+            st.bar_chart(latest, y_label="share right so far", x_label="topic")
         st.download_button("Download my answers (CSV)", store.export_csv(learner), f"mirage-{learner}.csv",
                            "text/csv")
         with st.expander("Reset my progress"):

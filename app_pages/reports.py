@@ -68,11 +68,7 @@ if llm_column is not None:
         else:
             st.info(f"The model's text was not shown: {enrichment.reason}. The grounded report stands.")
 
-markdown = report.to_markdown()
-if enrichment is not None and enrichment.accepted:
-    markdown += (f"\n## Explanation written by a language model ({enrichment.model})\n\n"
-                 "*Model-written text: it may be wrong; check it against the numbered sources.*\n\n"
-                 f"{enrichment.text}\n")
+markdown = report.to_markdown() + (enrichment.markdown_section() if enrichment is not None else "")
 st.download_button("Download the report (Markdown)", markdown, "mirage-report.md", "text/markdown")
 
 if report.sources:

@@ -372,7 +372,7 @@ def cmd_report(args) -> int:
         query_enrichment = enrich_query(index, encoder, args.query, llm)
     markdown = report.to_markdown()
     if enrichment is not None:
-        markdown += _llm_markdown(enrichment)
+        markdown += enrichment.markdown_section()
     if args.out:
         path = Path(args.out)
         temporary = path.with_name(f".{path.name}.tmp")
@@ -400,15 +400,6 @@ def cmd_report(args) -> int:
             print("before:", " ".join(h.record.id for h in query_enrichment.before))
             print("after: ", " ".join(h.record.id for h in query_enrichment.after))
     return 0
-
-
-def _llm_markdown(enrichment) -> str:
-    if enrichment.accepted:
-        return (f"\n## Explanation written by a language model ({enrichment.model})\n\n"
-                f"*Model-written text: it may be wrong; check it against the numbered sources.*\n\n"
-                f"{enrichment.text}\n")
-    return (f"\n## Language model ({enrichment.model})\n\n*Its text was not shown: {enrichment.reason}. "
-            "The grounded report above stands.*\n")
 
 
 def cmd_generate(args) -> int:

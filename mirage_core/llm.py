@@ -154,6 +154,14 @@ class Enrichment:
     model: str
     generation: Generation | None
 
+    def markdown_section(self) -> str:
+        """What a downloaded report adds for the model: its text, labelled, or why it was not shown."""
+        if self.accepted:
+            return (f"\n## Explanation written by a language model ({self.model})\n\n"
+                    f"*Model-written text: it may be wrong; check it against the numbered sources.*\n\n{self.text}\n")
+        return (f"\n## Language model ({self.model})\n\n*Its text was not shown: {self.reason}. "
+                "The grounded report above stands.*\n")
+
 
 def enrich_report(llm: LanguageModel, report, max_new_tokens: int = 160) -> Enrichment:
     """The model's explanation of a grounded report, or the report itself when the text fails `check_text`."""
