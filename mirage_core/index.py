@@ -259,13 +259,19 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
         captions = np.load(folder / "captions.npy", allow_pickle=False)
         bias = np.load(folder / "bias.npy", allow_pickle=False)
         with open(folder / "records.jsonl", encoding="utf-8") as handle:
-            records = [Record.from_dict(json.loads(line)).labelled() for line in handle if line.strip()]
+            records = [_record(json.loads(line)) for line in handle if line.strip()]
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise MirageError(f"the index at {folder} is damaged ({error}): rebuild it with `mirage build-index`") from None
     index = Index(images, captions, records, manifest, bias)
     if encoder is not None:
         index.check_encoder(encoder)
     return index
+
+
+def _record(data: dict) -> Record:
+    """A stored record; one saved before regions existed gets its labels derived afresh."""
+    record = Record.from_dict(data)
+    return record if "region" in data else record.labelled()
 
 
 def _read_manifest(path: Path) -> dict:
