@@ -230,11 +230,11 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _modality_of_image(index: Index, encoder, image, k: int = 10) -> str:
+def _modality_of_image(index: Index, encoder, image, k: int = 10, exclude=()) -> str:
     """The majority known modality of an image's k nearest corpus images."""
     from collections import Counter
 
-    hits = index.search(encoder.encode_image([image])[0], k)
+    hits = index.search(encoder.encode_image([image])[0], k, exclude=exclude)
     votes = Counter(h.record.modality for h in hits if h.record.modality != "unknown")
     return votes.most_common(1)[0][0] if votes else "unknown"
 
@@ -248,6 +248,8 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     from PIL import Image
 
     from .generation import GenerationRequest, LiteGenerator
+    from .generation.training import square_grayscale
+    from .images import open_image
     from .index import open_or_build_index
     from .splits import split_records
 
@@ -270,11 +272,18 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     index = open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus)
     _, heldout = split_records(index.records)
     cases = [r for r in heldout if r.modality != "unknown"][:fidelity]
-    hits = {"lcm-4": 0, "ddim-25": 0}
+    hits = {"lcm-4": 0, "ddim-25": 0, "real image": 0, "real image at 64 px": 0}
     rows = []
     for i, record in enumerate(cases):
+        # the yardstick itself, on the real held-out image (its own article left out), full size and at the
+        # generator's 64 px grayscale: how often the same vote finds the right modality for real images
+        own_article = [j for j, other in enumerate(index.records) if other.pmc_id == record.pmc_id]
+        real = open_image(record.image_path)
+        small = Image.fromarray(square_grayscale(record.image_path, 64))
+        hits["real image"] += _modality_of_image(index, encoder, real, exclude=own_article) == record.modality
+        hits["real image at 64 px"] += _modality_of_image(index, encoder, small, exclude=own_article) == record.modality
         row = []
-        for name in hits:
+        for name in ("lcm-4", "ddim-25"):
             sampler, steps, guidance = settings_for[name]
             synthetic = generator.generate(GenerationRequest(record.caption[:300], n=1, steps=steps,
                                                              guidance=guidance, sampler=sampler, seed=i))[0]
@@ -288,8 +297,6 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     side = 128
     grid = Image.new("RGB", (side * 3, side * min(len(rows), 8)), "white")
     for r, (record, images) in enumerate(rows[:8]):
-        from .images import open_image
-
         real = open_image(record.image_path).convert("RGB")
         grid.paste(real.resize((side, side)), (0, r * side))
         for c, image in enumerate(images, 1):
