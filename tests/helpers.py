@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from PIL import Image
+
+
+def write_csv_slice(path: Path, records) -> Path:
+    """A plain CSV corpus (id, image, caption, licence, pmc_id) of existing records' images."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
+        for record in records:
+            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+    return path
 
 
 def write_image(path: Path, shade: int = 128, size: tuple[int, int] = (40, 30)) -> Path:

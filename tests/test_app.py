@@ -1,8 +1,7 @@
 """AppTest: drive each page of the dashboard with the real lite models on a small corpus slice."""
 
-import csv
-
 import pytest
+from helpers import write_csv_slice
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 180
@@ -11,12 +10,7 @@ TIMEOUT = 180
 @pytest.fixture
 def app_env(tmp_path, demo_corpus, monkeypatch):
     records = demo_corpus.records[:60]
-    path = tmp_path / "slice.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
-        for record in records:
-            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+    path = write_csv_slice(tmp_path / "slice.csv", records)
     monkeypatch.setenv("MIRAGE_CORPUS", str(path))
     monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
     return records

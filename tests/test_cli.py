@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import write_csv_slice
 
 from mirage_core.cli import COMMANDS, main
 
@@ -96,12 +97,7 @@ def test_quiz_writes_a_deterministic_pack(tmp_path, demo_slice, monkeypatch, cap
     from mirage_core.quiz import read_pack
 
     monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
-    corpus = tmp_path / "pairs.csv"
-    with open(corpus, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
-        for record in demo_slice.records:
-            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+    corpus = write_csv_slice(tmp_path / "pairs.csv", demo_slice.records)
     packs = []
     for name in ("a.json", "b.json"):
         argv = ["quiz", "--roco", str(corpus), "--n", "4", "--type", "modality,image_to_caption", "--seed", "7",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import timedelta
 
 import pytest
+from helpers import write_csv_slice
 from streamlit.testing.v1 import AppTest
 
 from mirage_core.quiz import LETTERS, ProgressStore
@@ -18,12 +18,7 @@ TIMEOUT = 240
 @pytest.fixture(scope="module")
 def quiz_env(tmp_path_factory, demo_corpus):
     folder = tmp_path_factory.mktemp("quiz-app")
-    path = folder / "slice.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
-        for record in demo_corpus.records[:160]:
-            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+    path = write_csv_slice(folder / "slice.csv", demo_corpus.records[:160])
     patch = pytest.MonkeyPatch()
     patch.setenv("MIRAGE_CORPUS", str(path))
     patch.setenv("MIRAGE_HOME", str(folder / "home"))

@@ -157,16 +157,28 @@ def train_vae(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: in
             "scaling_factor": vae.config.scaling_factor}
 
 
-def _latent_table(vae, pixels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of every image and of its mirror: [2N, 4, h, w] each."""
-    means, stds = [], []
-    with torch.no_grad():
-        for view in (pixels, pixels.flip(-1)):
-            for i in range(0, len(view), 256):
-                posterior = vae.encode(view[i : i + 256].to(device)).latent_dist
-                means.append(posterior.mean.cpu())
-                stds.append(posterior.std.cpu())
-    return torch.cat(means), torch.cat(stds)
+class _LatentTable:
+    """The trained VAE's posterior (mean, std; times its scaling factor) of every image and of its mirror."""
+
+    def __init__(self, config: dict, out_dir: Path, data: dict, device: torch.device):
+        vae = new_vae(config, out_dir).to(device).eval()
+        pixels = _to_unit_range(data["pixels"])
+        means, stds = [], []
+        with torch.no_grad():
+            for view in (pixels, pixels.flip(-1)):
+                for i in range(0, len(view), 256):
+                    posterior = vae.encode(view[i : i + 256].to(device)).latent_dist
+                    means.append(posterior.mean.cpu())
+                    stds.append(posterior.std.cpu())
+        scaling = vae.config.scaling_factor
+        self.means, self.stds = torch.cat(means) * scaling, torch.cat(stds) * scaling
+
+    def __len__(self) -> int:
+        return len(self.means)
+
+    def sample(self, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(self.means[rows].shape, generator=generator)
+        return self.means[rows] + self.stds[rows] * noise
 
 
 def _conditions(data: dict, rows: torch.Tensor, config: dict, generator: torch.Generator) -> torch.Tensor:
@@ -191,9 +203,7 @@ def _snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tens
 def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
                log: Log, seed: int = 0, done: int = 0) -> dict:
     settings = config["train"]
-    vae = new_vae(config, out_dir).to(device).eval()
-    scaling = vae.config.scaling_factor
-    means, stds = _latent_table(vae, _to_unit_range(data["pixels"]), device)
+    table = _LatentTable(config, out_dir, data, device)
     scheduler = new_scheduler(config)
     checkpoint = _Checkpoint(work_dir, "unet")
     committed = out_dir if (out_dir / "unet").exists() else None
@@ -212,8 +222,8 @@ def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: i
     generator = torch.Generator().manual_seed(seed + step)
     started, losses = time.time(), []
     while step < steps:
-        rows = torch.randint(0, len(means), (settings["unet_batch"],), generator=generator)
-        latents = (means[rows] + stds[rows] * torch.randn(means[rows].shape, generator=generator)) * scaling
+        rows = torch.randint(0, len(table), (settings["unet_batch"],), generator=generator)
+        latents = table.sample(rows, generator)
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(rows),), generator=generator)
         noisy = scheduler.add_noise(latents, noise, timesteps)
@@ -281,9 +291,7 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
     settings = config["train"]
-    vae = new_vae(config, out_dir).to(device).eval()
-    scaling = vae.config.scaling_factor
-    means, stds = _latent_table(vae, _to_unit_range(data["pixels"]), device)
+    table = _LatentTable(config, out_dir, data, device)
     scheduler = new_scheduler(config)
     alphas = scheduler.alphas_cumprod.to(device)
     solver = DDIMSolver(scheduler.alphas_cumprod, scheduler.config.num_train_timesteps, settings["lcm_ddim_steps"])
@@ -305,9 +313,8 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
     low, high = settings["lcm_guidance"]
     started, losses = time.time(), []
     while step < steps:
-        rows = torch.randint(0, len(means), (settings["lcm_batch"],), generator=generator)
-        noise = torch.randn(means[rows].shape, generator=generator)
-        latents = ((means[rows] + stds[rows] * noise) * scaling).to(device)
+        rows = torch.randint(0, len(table), (settings["lcm_batch"],), generator=generator)
+        latents = table.sample(rows, generator).to(device)
         hidden = _conditions(data, rows, config, generator).to(device)
         empty = torch.zeros_like(hidden)
         index = torch.randint(0, len(solver.timesteps), (len(rows),), generator=generator)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import socket
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import write_csv_slice
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
@@ -34,12 +34,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_corpus):
     folder = tmp_path_factory.mktemp("e2e")
-    corpus = folder / "slice.csv"
-    with open(corpus, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
-        for record in demo_corpus.records[:80]:
-            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+    corpus = write_csv_slice(folder / "slice.csv", demo_corpus.records[:80])
     port = _free_port()
     env = {**os.environ, "MIRAGE_CORPUS": str(corpus), "MIRAGE_HOME": str(folder / "home"), "HF_HUB_OFFLINE": "1"}
     log = open(folder / "streamlit.log", "w")
