@@ -294,7 +294,7 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
     table = _LatentTable(config, out_dir, data, device)
     scheduler = new_scheduler(config)
     alphas = scheduler.alphas_cumprod.to(device)
-    solver = DDIMSolver(scheduler.alphas_cumprod, scheduler.config.num_train_timesteps, settings["lcm_ddim_steps"])
+    solver = DDIMSolver(alphas, scheduler.config.num_train_timesteps, settings["lcm_ddim_steps"])
     teacher = new_unet(config, out_dir).to(device).requires_grad_(False).eval()
     student = new_unet(config, out_dir).requires_grad_(False)
     rank = settings["lcm_rank"]
