@@ -37,7 +37,9 @@ def topics() -> list[str]:
 
 def generate(n: int, kinds: list[str], difficulty: str, topic: str, seed: int | None = None):
     generator = Generator(index, encoder, seed=random.randrange(2**31) if seed is None else seed)
-    questions = generator.questions(n, kinds, difficulty, topic)
+    questions = generator.questions(n, kinds, difficulty, topic, allow_fewer=True)
+    if len(questions) < n:
+        st.toast(f"This corpus gives {len(questions)} such questions, not {n}")
     if generator.dropped_kinds:
         st.toast(f"Too few images here for: {', '.join(KIND_NAMES[k] for k in generator.dropped_kinds)}")
     return questions

@@ -130,6 +130,8 @@ def test_topic_filters_subjects_and_bad_requests_are_clear(quiz_index):
         Generator(quiz_index, seed=1).questions(5, ["essay"])
     with pytest.raises(MirageError, match="could be made"):
         Generator(quiz_index, seed=1).questions(50, ["modality"], topic="modality:mammography")
+    few = Generator(quiz_index, seed=1).questions(50, ["modality"], topic="modality:mammography", allow_fewer=True)
+    assert 0 < len(few) < 50 and {q.correct.text for q in few} == {"mammography"}
 
 
 def test_validate_rejects_unsound_questions():

@@ -148,8 +148,10 @@ class Generator:
 
     # -- public ------------------------------------------------------------------------------------------
     def questions(self, n: int, kinds: Sequence[str] = KINDS, difficulty: str = "medium",
-                  topic: str = "mixed") -> list[Question]:
-        """n valid questions, kinds in rotation, about subjects of the topic ('mixed', 'modality:CT', …)."""
+                  topic: str = "mixed", allow_fewer: bool = False) -> list[Question]:
+        """n valid questions, kinds in rotation, about subjects of the topic ('mixed', 'modality:CT', …).
+
+        With `allow_fewer`, a corpus too small for n gives what it can (at least one) instead of an error."""
         kinds = list(kinds)
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
@@ -177,7 +179,7 @@ class Generator:
             failures[kind] = 0
             seen.add(question.card_id)
             made.append(question)
-        if len(made) < n:
+        if len(made) < n and not (allow_fewer and made):
             raise MirageError(
                 f"only {len(made)} of {n} questions could be made for topic '{topic}' from {len(self.index)} "
                 "images: choose another topic, fewer questions or a larger corpus"
