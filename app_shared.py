@@ -142,6 +142,17 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
                     st.switch_page("app_pages/retrieval.py")
 
 
+def dual_search_vector() -> tuple[object, str] | None:
+    """The Dual search page's last result vector and its expression, or None after saying how to get one."""
+    vector = st.session_state.get("dual_vector")
+    if vector is None:
+        st.info("Run a dual search first (Dual search page); its result vector is used here.")
+        return None
+    label = st.session_state.get("dual_label", "")
+    st.markdown(f"Vector from the Dual search page: **{label}**")
+    return vector, label
+
+
 def show_error(error: MirageError) -> None:
     st.error(str(error))
 

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, ensure_index, get_generator, read_upload, show_hits
+from app_shared import UPLOAD_TYPES, dual_search_vector, ensure_index, get_generator, read_upload, show_hits
 from mirage_core.errors import MirageError
 from mirage_core.generation import GenerationRequest
+from mirage_core.search import nearest_images
 
 encoder, index = ensure_index()
 st.title("Generation")
@@ -16,14 +17,9 @@ source = st.radio("Generate from", ["Text prompt", "Dual-search vector", "Upload
 condition, label = None, ""
 if source == "Text prompt":
     condition = st.text_input("Prompt", "chest x-ray", max_chars=300)
-elif source == "Dual-search vector":
-    condition = st.session_state.get("dual_vector")
-    label = f"vector: {st.session_state.get('dual_label', '')}"
-    if condition is None:
-        st.info("Run a dual search first (Dual search page); its result vector drives the generator here.")
-    else:
-        st.markdown(f"Vector from the Dual search page: **{st.session_state.get('dual_label', '')}**")
-else:
+elif source == "Dual-search vector" and (chosen := dual_search_vector()):
+    condition, label = chosen[0], f"vector: {chosen[1]}"
+elif source == "Uploaded image":
     condition = read_upload(st.file_uploader("Radiology image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES))
     label = "an uploaded image"
 
@@ -45,7 +41,7 @@ if submitted and condition is not None:
         with st.spinner("Sampling…"):
             images = get_generator().generate(request)
             # the nearest real cases are found once, here, not on every rerun of the page
-            neighbours = [index.search(vector, 3) for vector in encoder.encode_image([s.image for s in images])]
+            neighbours = nearest_images(index, encoder, [s.image for s in images], 3)
             st.session_state["generated"] = list(zip(images, neighbours))
     except MirageError as error:
         st.error(str(error))

@@ -2,7 +2,15 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, ensure_index, get_llm, read_upload, show_hits, show_record_image
+from app_shared import (
+    UPLOAD_TYPES,
+    dual_search_vector,
+    ensure_index,
+    get_llm,
+    read_upload,
+    show_hits,
+    show_record_image,
+)
 from mirage_core.config import load_settings
 from mirage_core.errors import MirageError
 from mirage_core.llm import Enrichment, enrich_report
@@ -28,12 +36,8 @@ elif source == "Uploaded image":
     if image is not None:
         st.image(image, caption="your image", width=300)
         query = image
-else:
-    query = st.session_state.get("dual_vector")
-    if query is None:
-        st.info("Run a dual search first (Dual search page); its result vector is reported on here.")
-    else:
-        st.markdown(f"Vector from the Dual search page: **{st.session_state.get('dual_label', '')}**")
+elif chosen := dual_search_vector():
+    query = chosen[0]
 
 if query is None:
     st.stop()

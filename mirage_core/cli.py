@@ -493,32 +493,24 @@ def cmd_quiz(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    from .encoders import create_encoder
 
-    if args.what == "generate":
-        from .encoders import create_encoder
-
-        settings = _settings(args)
-        result = bench.bench_generate(create_encoder(settings.encoder, settings.device), settings,
-                                      n=args.n or 8, repeats=min(args.repeats, 5))
-    elif args.what == "report":
-        from .encoders import create_encoder
-
-        settings = _settings(args)
+    settings = _settings(args)
+    if args.what in ("generate", "report", "quiz"):
         encoder = create_encoder(settings.encoder, settings.device)
+    if args.what == "generate":
+        result = bench.bench_generate(encoder, settings, n=args.n or 8, repeats=min(args.repeats, 5))
+    elif args.what == "report":
         result = bench.bench_report(_open_index(args, settings, encoder), encoder, settings, n=args.n or 50,
                                     with_llm=not args.no_llm)
     elif args.what == "quiz":
-        from .encoders import create_encoder
-
-        settings = _settings(args)
-        encoder = create_encoder(settings.encoder, settings.device)
         result = bench.bench_quiz(_open_index(args, settings, encoder), encoder, n=args.n or 250)
     elif args.what == "search":
         result = bench.bench_search(n=args.n or 65536, repeats=args.repeats)
     elif args.what == "startup":
-        result = bench.bench_startup(_settings(args))
+        result = bench.bench_startup(settings)
     else:
-        result = bench.bench_build(_settings(args).load_corpus(), n=args.n or 256)
+        result = bench.bench_build(settings.load_corpus(), n=args.n or 256)
     print(json.dumps(result, indent=2) if args.json else bench.describe(result))
     return 0
 

@@ -16,8 +16,10 @@ Reported scores stay plain cosines.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -39,6 +41,7 @@ FORMAT_VERSION = 2
 HUB_K = 20
 CAPTION_CHUNK = 512
 Progress = Callable[[int, int], None]
+WORD = re.compile(r"[a-z][a-z-]{2,}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,15 @@ class Index:
     @property
     def dim(self) -> int:
         return int(self.images.shape[1])
+
+    def __contains__(self, record_id: str) -> bool:
+        return record_id in self._rows
+
+    @functools.cached_property
+    def caption_words(self) -> frozenset[str]:
+        """Every word (3+ letters) of the captions and every keyword: what this corpus talks about."""
+        words = {w for r in self.records for w in WORD.findall(r.caption.lower())}
+        return frozenset(words | {k.lower() for r in self.records for k in r.keywords})
 
     def row_of(self, record_id: str) -> int:
         if record_id not in self._rows:

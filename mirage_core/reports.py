@@ -28,7 +28,7 @@ from PIL import Image
 
 from .encoders.base import Encoder, normalise_rows
 from .errors import QueryError
-from .index import Hit, Index
+from .index import WORD, Hit, Index
 from .labels import UNKNOWN
 from .search import check_text
 
@@ -37,7 +37,6 @@ IMAGE_FLOOR = 0.6
 FINDINGS = 4
 CONCEPTS = 8
 DUPLICATE_SENTENCE = 0.92
-QUERY_WORD = re.compile(r"[a-z][a-z-]{2,}")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 GENERIC_WORDS = {
     "arrow", "arrows", "arrowhead", "image", "images", "right", "left", "patient", "showing", "show", "shows",
@@ -122,19 +121,10 @@ def query_vector(encoder: Encoder, query: str | Image.Image | np.ndarray) -> tup
     return vector / norm, "vector", "dual-search vector"
 
 
-def corpus_vocabulary(index: Index) -> set[str]:
-    cached = getattr(index, "_vocabulary", None)
-    if cached is None:
-        cached = {w for r in index.records for w in QUERY_WORD.findall(r.caption.lower())}
-        cached |= {k.lower() for r in index.records for k in r.keywords}
-        index._vocabulary = cached
-    return cached
-
-
 def _unknown_words(index: Index, text: str) -> bool:
     """True when no word of the query (of 3+ letters) appears anywhere in the corpus' captions."""
-    words = set(QUERY_WORD.findall(text.lower())) - GENERIC_WORDS
-    return bool(words) and not (words & corpus_vocabulary(index))
+    words = set(WORD.findall(text.lower())) - GENERIC_WORDS
+    return bool(words) and not (words & index.caption_words)
 
 
 def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | np.ndarray, k: int = 8,
@@ -242,7 +232,7 @@ class QueryEnrichment:
 
 def expansion_from_concepts(index: Index, vector: np.ndarray, query: str, k: int = 8, terms: int = 4) -> str:
     """Keywords shared by the query's nearest cases that the query does not already say."""
-    said = set(QUERY_WORD.findall(query.lower()))
+    said = set(WORD.findall(query.lower()))
     counts = Counter(keyword.lower() for hit in index.search(vector, k)
                      for keyword in set(hit.record.keywords))
     picked = [w for w, c in counts.most_common() if c > 1 and w not in said and w not in GENERIC_WORDS and len(w) > 2]

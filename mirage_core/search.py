@@ -52,6 +52,11 @@ def search_image(
     return index.search(embed_image(encoder, image), k, target=target, modalities=modalities, licences=licences)
 
 
+def nearest_images(index: Index, encoder: Encoder, images: Sequence[Image.Image], k: int = 3) -> list[list[Hit]]:
+    """For each image (e.g. a synthetic one), the k corpus images nearest to it; the images embed in one batch."""
+    return [index.search(vector, k) for vector in encoder.encode_image(list(images))]
+
+
 def more_like_this(index: Index, record_id: str, k: int = 10) -> list[Hit]:
     """Images nearest to one of the corpus' own images, the image itself left out."""
     row = index.row_of(record_id)

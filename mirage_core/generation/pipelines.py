@@ -61,10 +61,10 @@ def new_unet(config: dict, folder: Path | None = None):
 def new_scheduler(config: dict, kind: str = "ddpm"):
     from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
 
-    classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "lcm": LCMScheduler}
-    return classes[kind](**config["scheduler"]) if kind != "ddpm" else DDPMScheduler(
-        **{k: v for k, v in config["scheduler"].items() if k not in {"set_alpha_to_one", "steps_offset"}}
-    )
+    settings = dict(config["scheduler"])
+    if kind == "ddpm":  # the training schedule; the sampling-only settings do not apply to it
+        return DDPMScheduler(**{k: v for k, v in settings.items() if k not in {"set_alpha_to_one", "steps_offset"}})
+    return {"ddim": DDIMScheduler, "lcm": LCMScheduler}[kind](**settings)
 
 
 def save_components(out_dir: Path, config: dict, **models) -> None:

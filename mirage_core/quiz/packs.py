@@ -87,7 +87,7 @@ def parse_pack(data: bytes, name: str = "pack", index: Index | None = None) -> t
     questions = [_question(item, number, name) for number, item in enumerate(items, 1)]
     if index is not None:
         for number, question in enumerate(questions, 1):
-            missing = [i for i in _image_ids(question) if i not in index._rows]
+            missing = [i for i in _image_ids(question) if i not in index]
             if missing:
                 raise PackError(f"{name}, question {number}: image {missing[0]} is not in this corpus")
     header = {"title": str(pack.get("title") or "Untitled quiz"), "author": str(pack.get("author") or ""),
