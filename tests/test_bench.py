@@ -26,3 +26,15 @@ def test_bench_quiz_reports_time_and_rejections(lite_encoder, demo_slice):
         assert result[difficulty]["ms_per_question"] > 0 and 0 <= result[difficulty]["rejected_share"] < 1
         assert result[difficulty]["attempts"] >= 5
     assert "rejected" in bench.describe(result)
+
+
+def test_modality_yardstick_votes_among_known_neighbours():
+    import numpy as np
+
+    vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2]]  # two CT rows, two MRI rows, one unlabelled row
+    yardstick = bench.ModalityYardstick(vectors, ["ct", "ct", "mri", "mri", "unknown"], k=3)
+    assert yardstick(np.array([1, 0, 0.1, 0], dtype=np.float32)) == "ct"  # ct, ct, then one mri
+    assert yardstick(np.array([0, 0.1, 1, 0], dtype=np.float32)) == "mri"  # the unlabelled row has no vote
+    excluded = np.array([True, True, False, False, False])
+    assert yardstick(np.array([1, 0, 0, 0], dtype=np.float32), excluded) == "mri"
+    assert bench.ModalityYardstick(vectors[4:], ["unknown"], k=3)(vectors[4]) == "unknown"

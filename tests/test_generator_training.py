@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file
 
 from mirage_core.corpus import Corpus
 from mirage_core.errors import MirageError
 from mirage_core.generation import GenerationRequest, LiteGenerator
-from mirage_core.generation.pipelines import LORA_WEIGHT_NAME, load_config
+from mirage_core.generation.pipelines import LORA_WEIGHT_NAME, lite_pipeline, load_config
 from mirage_core.generation.training import train_generator
 
 
@@ -33,6 +35,15 @@ def test_stages_run_resume_and_load(tmp_path, demo_corpus, lite_encoder):
 
     resumed = train_generator(corpus, lite_encoder, out, work, stages=["unet"], steps={"unet": 3})
     assert resumed["unet_steps"] == 3  # continued from its checkpoint, not from zero
+    assert json.loads((out / "training.json").read_text())["unet_steps"] == 3
+
+    # every layer the LCM-LoRA was trained on gets its adapter back when diffusers loads the file
+    saved = {key.rsplit(".lora", 1)[0] for key in load_file(str(out / LORA_WEIGHT_NAME))}
+    pipeline, _ = lite_pipeline(out)
+    pipeline.load_lora_weights(str(out), weight_name=LORA_WEIGHT_NAME, adapter_name="lcm")
+    adapted = {f"unet.{name}" for name, module in pipeline.unet.named_modules()
+               if "lcm" in getattr(module, "lora_A", {})}
+    assert any(".attn2.to_k" in name for name in saved) and adapted == saved
 
     generator = LiteGenerator(lite_encoder, out)
     image = generator.generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0))[0].image

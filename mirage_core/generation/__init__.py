@@ -71,8 +71,9 @@ class GenerationRequest:
 
 @dataclass
 class SyntheticImage:
-    image: Image.Image  # already marked
+    image: Image.Image  # already marked: what is shown and saved
     metadata: dict[str, str] = field(default_factory=dict)
+    native: Image.Image | None = None  # the model's own output before marking, for measurement; never shown
 
     def png_bytes(self) -> bytes:
         info = PngInfo()
@@ -119,7 +120,7 @@ class Generator:
             "Sampler": f"{request.sampler}, {request.steps} steps, guidance {request.guidance:g}",
             "Native size": f"{image.width}x{image.height}",
             "Seconds": f"{seconds / len(images):.2f}",
-        }) for i, image in enumerate(images)]
+        }, native=image) for i, image in enumerate(images)]
 
     def _sample(self, request: GenerationRequest) -> list[Image.Image]:
         raise NotImplementedError

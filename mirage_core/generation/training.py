@@ -43,6 +43,7 @@ from .pipelines import (
 )
 
 Log = Callable[[str], None]
+Progress = Callable[[dict], None]  # told the report fields of weights just published to the output folder
 CHECKPOINT_EVERY = 250
 STAGES = ("vae", "unet", "lcm")
 
@@ -201,7 +202,7 @@ def _snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tens
 
 
 def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
-               log: Log, seed: int = 0, done: int = 0) -> dict:
+               log: Log, seed: int = 0, done: int = 0, progress: Progress | None = None) -> dict:
     settings = config["train"]
     table = _LatentTable(config, out_dir, data, device)
     scheduler = new_scheduler(config)
@@ -246,6 +247,8 @@ def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: i
             checkpoint.save({"model": unet.state_dict(), "ema": ema.state_dict(),
                              "optimiser": optimiser.state_dict(), "step": step})
             save_components(out_dir, config, unet=copy.deepcopy(ema).cpu())
+            if progress:
+                progress({"unet_steps": step, "unet_loss": float(np.mean(losses[-200:]))})
             log(f"unet step {step}/{steps} loss {np.mean(losses[-CHECKPOINT_EVERY:]):.4f} "
                 f"({(time.time() - started) / max(len(losses), 1):.2f} s/step)")
     save_components(out_dir, config, unet=copy.deepcopy(ema).cpu())
@@ -285,8 +288,7 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.n
 
 
 def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
-                log: Log, seed: int = 0, done: int = 0) -> dict:
-    from diffusers.utils import convert_state_dict_to_diffusers
+                log: Log, seed: int = 0, done: int = 0, progress: Progress | None = None) -> dict:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -347,14 +349,19 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
         if step % CHECKPOINT_EVERY == 0 or step == steps:
             lora = get_peft_model_state_dict(student)
             checkpoint.save({"lora": lora, "optimiser": optimiser.state_dict(), "step": step})
-            _save_lora(out_dir, convert_state_dict_to_diffusers(lora))
+            _save_lora(out_dir, lora)
+            if progress:
+                progress({"lcm_steps": step, "lcm_loss": float(np.mean(losses[-200:])), "lcm_rank": rank})
             log(f"lcm step {step}/{steps} loss {np.mean(losses[-CHECKPOINT_EVERY:]):.5f} "
                 f"({(time.time() - started) / max(len(losses), 1):.2f} s/step)")
-    _save_lora(out_dir, convert_state_dict_to_diffusers(get_peft_model_state_dict(student)))
+    _save_lora(out_dir, get_peft_model_state_dict(student))
     return {"lcm_steps": step, "lcm_loss": float(np.mean(losses[-200:])) if losses else None, "lcm_rank": rank}
 
 
 def _save_lora(out_dir: Path, layers: dict) -> None:
+    """Save peft's own key names (lora_A/lora_B), which diffusers' `load_lora_weights` reads as they are.
+    Not `convert_state_dict_to_diffusers`: it renames only the attention layers to the old
+    `lora.down/up` style, and a file mixing both styles loads without its attention adapters."""
     from diffusers import StableDiffusionPipeline
 
     temporary = out_dir / ".lora.tmp"
@@ -390,16 +397,25 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     report.update({"corpus": corpus.name, "train_images": int(len(data["ids"])),
                    "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint})
-    runners = {"vae": train_vae, "unet": train_unet, "lcm": distill_lcm}
+    def record(update: dict) -> None:
+        # written with every checkpoint the UNet and LCM stages publish, so that stopping a run at any
+        # point leaves weights and report agreeing on how far they were trained
+        report.update(update)
+        temporary = report_path.with_name(".training.json.tmp")
+        temporary.write_text(json.dumps(report, indent=2))
+        temporary.replace(report_path)
+
     steps = steps or {}
     for stage in STAGES:
         if stage in stages:
             total = steps.get(stage) or config["train"][f"{stage}_steps"]
             done = int(report.get(f"{stage}_steps") or 0)
-            report.update(runners[stage](data, config, out_dir, work_dir, total, torch_device, log, done=done))
-            report[f"{stage}_finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            temporary = report_path.with_name(".training.json.tmp")
-            temporary.write_text(json.dumps(report, indent=2))
-            temporary.replace(report_path)
+            if stage == "vae":  # the VAE publishes its weights only once finished
+                result = train_vae(data, config, out_dir, work_dir, total, torch_device, log, done=done)
+            else:
+                runner = train_unet if stage == "unet" else distill_lcm
+                result = runner(data, config, out_dir, work_dir, total, torch_device, log, done=done,
+                                progress=record)
+            record({**result, f"{stage}_finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return report
 
