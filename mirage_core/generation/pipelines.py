@@ -75,6 +75,9 @@ def save_components(out_dir: Path, config: dict, **models) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
         model.half().save_pretrained(staging, safe_serialization=True)
+        saved_config = json.loads((staging / "config.json").read_text())
+        saved_config["_name_or_path"] = name  # not the path it was loaded from on the training machine
+        (staging / "config.json").write_text(json.dumps(saved_config, indent=2, sort_keys=True) + "\n")
         if (out_dir / name).exists():
             (out_dir / name).rename(old)
         staging.rename(out_dir / name)
