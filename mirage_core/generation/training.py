@@ -6,7 +6,7 @@
    with condition dropout for classifier-free guidance, min-SNR loss weighting and an EMA of the weights.
 3. `lcm` — latent consistency distillation of the EMA UNet into a LoRA (peft), following Luo et al.'s
    LCM-LoRA recipe: a DDIM teacher step with guidance, a Huber consistency loss, boundary scalings as in
-   diffusers' `LCMScheduler`. The adapter is saved in the diffusers LoRA format and loaded with
+   diffusers' `LCMScheduler`. The adapter is saved with peft's key names (a diffusers LoRA file) and loaded with
    `load_lora_weights`, exactly like `latent-consistency/lcm-lora-sdv1-5` for the SD profile.
 
 Every stage checkpoints (weights, optimiser, step) atomically into a work folder every few hundred steps,
