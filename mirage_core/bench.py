@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from .corpus import Corpus
-from .index import Index, build_index
+from .index import Index, build_index, top_k
 
 QUERIES = [
     "chest x-ray pneumothorax", "axial CT of the abdomen showing a liver lesion", "MRI brain T2 hyperintensity",
@@ -237,10 +238,6 @@ class ModalityYardstick:
         self.vectors, self.modalities, self.k = vectors, np.asarray(modalities), k
 
     def __call__(self, vector: np.ndarray, exclude: np.ndarray | None = None) -> str:
-        from collections import Counter
-
-        from .index import top_k
-
         scores = self.vectors @ vector
         if exclude is not None:
             scores = np.where(exclude, -np.inf, scores)
@@ -290,7 +287,7 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     index = open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus)
     train, heldout = split_records(index.records)
     side = generator.config["resolution"]
-    learnt = prepare_data(train, encoder, side, Path(settings.home) / "generator-work", lambda message: None)
+    learnt = prepare_data(train, encoder, side, settings.generator_work_dir(), lambda message: None)
     modality_of = {r.id: r.modality for r in train}
     learnt_vectors = np.concatenate([
         encoder.encode_image([Image.fromarray(p) for p in learnt["pixels"][i : i + 16]])

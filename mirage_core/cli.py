@@ -452,7 +452,7 @@ def cmd_train_generator(args) -> int:
     encoder = create_encoder(settings.encoder, settings.device)
     report = train_generator(
         settings.load_corpus(), encoder, Path(args.out) if args.out else REPO_ROOT / "assets" / "lite-generator",
-        Path(args.work) if args.work else Path(settings.home) / "generator-work", args.stage or STAGES, steps,
+        Path(args.work) if args.work else settings.generator_work_dir(), args.stage or STAGES, steps,
         settings.device, log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(json.dumps(report, indent=2) if args.json else f"trained: {json.dumps(report)}")

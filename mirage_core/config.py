@@ -40,6 +40,10 @@ class Settings:
         """The quiz progress database: `quiz_db`, or `progress.sqlite` in the MIRAGE home folder."""
         return Path(self.quiz_db) if self.quiz_db else Path(self.home) / "progress.sqlite"
 
+    def generator_work_dir(self) -> Path:
+        """Checkpoints and cached training data of `mirage train-generator`."""
+        return Path(self.home) / "generator-work"
+
     def load_corpus(self):
         from .corpus import load_corpus
 

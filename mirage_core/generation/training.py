@@ -222,6 +222,10 @@ def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: i
     ema.to(device)
     generator = torch.Generator().manual_seed(seed + step)
     started, losses = time.time(), []
+
+    def summary() -> dict:
+        return {"unet_steps": step, "unet_loss": float(np.mean(losses[-200:])) if losses else None}
+
     while step < steps:
         rows = torch.randint(0, len(table), (settings["unet_batch"],), generator=generator)
         latents = table.sample(rows, generator)
@@ -248,11 +252,11 @@ def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: i
                              "optimiser": optimiser.state_dict(), "step": step})
             save_components(out_dir, config, unet=copy.deepcopy(ema).cpu())
             if progress:
-                progress({"unet_steps": step, "unet_loss": float(np.mean(losses[-200:]))})
+                progress(summary())
             log(f"unet step {step}/{steps} loss {np.mean(losses[-CHECKPOINT_EVERY:]):.4f} "
                 f"({(time.time() - started) / max(len(losses), 1):.2f} s/step)")
     save_components(out_dir, config, unet=copy.deepcopy(ema).cpu())
-    return {"unet_steps": step, "unet_loss": float(np.mean(losses[-200:])) if losses else None}
+    return summary()
 
 
 class DDIMSolver:
@@ -314,6 +318,10 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
     generator = torch.Generator().manual_seed(seed + step)
     low, high = settings["lcm_guidance"]
     started, losses = time.time(), []
+
+    def summary() -> dict:
+        return {"lcm_steps": step, "lcm_loss": float(np.mean(losses[-200:])) if losses else None, "lcm_rank": rank}
+
     while step < steps:
         rows = torch.randint(0, len(table), (settings["lcm_batch"],), generator=generator)
         latents = table.sample(rows, generator).to(device)
@@ -351,11 +359,11 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
             checkpoint.save({"lora": lora, "optimiser": optimiser.state_dict(), "step": step})
             _save_lora(out_dir, lora)
             if progress:
-                progress({"lcm_steps": step, "lcm_loss": float(np.mean(losses[-200:])), "lcm_rank": rank})
+                progress(summary())
             log(f"lcm step {step}/{steps} loss {np.mean(losses[-CHECKPOINT_EVERY:]):.5f} "
                 f"({(time.time() - started) / max(len(losses), 1):.2f} s/step)")
     _save_lora(out_dir, get_peft_model_state_dict(student))
-    return {"lcm_steps": step, "lcm_loss": float(np.mean(losses[-200:])) if losses else None, "lcm_rank": rank}
+    return summary()
 
 
 def _save_lora(out_dir: Path, layers: dict) -> None:
