@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="total steps of a stage, e.g. unet=20000 (default: the config's)")
     train_generator.add_argument("--out", metavar="DIR", help="weights folder (default: assets/lite-generator)")
     train_generator.add_argument("--work", metavar="DIR", help="checkpoints (default: MIRAGE_HOME/generator-work)")
+    train_generator.add_argument("--unet-from", metavar="DIR",
+                                 help="start a new UNet from another lite generator's UNet, every tensor whose "
+                                      "shape still fits (e.g. after a VAE change)")
     train_generator.add_argument("--device", help="cpu (default) or cuda")
     train_generator.add_argument("--json", action="store_true")
 
@@ -454,6 +457,7 @@ def cmd_train_generator(args) -> int:
         settings.load_corpus(), encoder, Path(args.out) if args.out else REPO_ROOT / "assets" / "lite-generator",
         Path(args.work) if args.work else settings.generator_work_dir(), args.stage or STAGES, steps,
         settings.device, log=lambda line: print(line, file=sys.stderr, flush=True),
+        unet_from=Path(args.unet_from) if args.unet_from else None,
     )
     print(json.dumps(report, indent=2) if args.json else f"trained: {json.dumps(report)}")
     return 0

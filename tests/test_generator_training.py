@@ -56,3 +56,41 @@ def test_bad_stages_and_encoders_are_refused(tmp_path, demo_corpus, lite_encoder
         train_generator(corpus, lite_encoder, tmp_path / "g", tmp_path / "w", stages=["paint"])
     with pytest.raises(MirageError, match="256-d embeddings"):
         train_generator(corpus, table_encoder({}, 3), tmp_path / "g", tmp_path / "w")
+
+
+def test_a_new_unet_starts_from_an_old_one_where_shapes_fit(tmp_path, demo_corpus, lite_encoder):
+    corpus = Corpus("slice", demo_corpus.records[:40])
+    old_config = _tiny_config()
+    old_config["vae"]["latent_channels"] = old_config["unet"]["in_channels"] = old_config["unet"]["out_channels"] = 4
+    old = tmp_path / "old"
+    train_generator(corpus, lite_encoder, old, tmp_path / "old-work", stages=["vae", "unet"],
+                    steps={"vae": 1, "unet": 1}, config=old_config)
+    new_config = _tiny_config()  # 8 latent channels: only the UNet's outer convolutions change shape
+    new = tmp_path / "new"
+    lines: list[str] = []
+    train_generator(corpus, lite_encoder, new, tmp_path / "new-work", stages=["vae"], steps={"vae": 1},
+                    config=new_config)
+    train_generator(corpus, lite_encoder, new, tmp_path / "new-work", stages=["unet"], steps={"unet": 1},
+                    unet_from=old, log=lines.append)
+    assert any("conv_in.weight" in line and "conv_out.weight" in line for line in lines)
+    old_unet, new_unet = (lite_pipeline(folder)[0].unet.state_dict() for folder in (old, new))
+    assert new_unet["conv_in.weight"].shape[1] == 8 and old_unet["conv_in.weight"].shape[1] == 4
+    # one training step moves the transplanted weights only a little from the donor's, far less than a
+    # fresh random initialisation would differ from them
+    name = "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    moved = (new_unet[name].float() - old_unet[name].float()).abs().mean()
+    assert moved < 0.1 * old_unet[name].float().abs().mean()
+
+
+def test_perceptual_distance_is_zero_only_for_equal_images():
+    import torch
+
+    from mirage_core.generation.training import PerceptualDistance
+
+    distance = PerceptualDistance()
+    target = torch.rand(2, 1, 32, 32) * 2 - 1
+    reconstruction = (target + 0.3 * torch.randn_like(target)).requires_grad_(True)
+    assert distance(target, target).item() == pytest.approx(0.0, abs=1e-6)
+    loss = distance(reconstruction, target)
+    loss.backward()
+    assert loss.item() > 0.01 and reconstruction.grad.abs().sum() > 0

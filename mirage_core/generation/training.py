@@ -1,6 +1,8 @@
 """`mirage train-generator`: the three training stages of the lite generator, each resumable.
 
-1. `vae` — a small AutoencoderKL (grayscale 64 px → 4×16×16 latents), L1 + a tiny KL term.
+1. `vae` — a small AutoencoderKL (grayscale 64 px → 8×16×16 latents), L1 + a tiny KL term + a perceptual
+   term (LPIPS-style: distances between channel-normalised activations of the frozen ImageNet
+   EfficientNet-Lite0, so textures such as ultrasound speckle or CT noise survive the autoencoder).
 2. `unet` — a UNet2DConditionModel denoising those latents, cross-attending to the encoder's joint
    embedding of either the caption or the image (so text, images and dual-search vectors all steer it),
    with condition dropout for classifier-free guidance, min-SNR loss weighting and an EMA of the weights.
@@ -113,6 +115,32 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+class PerceptualDistance(torch.nn.Module):
+    """LPIPS-style distance on the frozen ImageNet EfficientNet-Lite0 (the one pretrained image network that
+    ships offline): mean squared difference of channel-normalised activations of a few early blocks."""
+
+    def __init__(self, depth: int = 8, taps: Sequence[int] = (1, 3, 7)):
+        super().__init__()
+        from ..encoders.lite import ImageBackbone, load_config
+
+        self.net = ImageBackbone(load_config()).net.requires_grad_(False)
+        self.depth, self.taps = depth, set(taps)
+
+    def _features(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        x = self.net._swish(self.net._bn0(self.net._conv_stem(pixels.expand(-1, 3, -1, -1))))
+        features = []
+        for index, block in enumerate(self.net._blocks[: self.depth]):
+            x = block(x)
+            if index in self.taps:
+                features.append(x / (x.pow(2).mean(1, keepdim=True).sqrt() + 1e-6))
+        return features
+
+    def forward(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wanted = self._features(target)
+        return sum((a.float() - b.float()).pow(2).mean() for a, b in zip(self._features(reconstruction), wanted))
+
+
 def train_vae(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
               log: Log, seed: int = 0, done: int = 0) -> dict:
     settings = config["train"]
@@ -127,6 +155,8 @@ def train_vae(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: in
         optimiser.load_state_dict(state["optimiser"])
         step = state["step"]
     vae.to(device).train()
+    perceptual_weight = settings.get("vae_perceptual_weight", 0.0)
+    perceptual = PerceptualDistance().to(device) if perceptual_weight else None
     pixels = _to_unit_range(data["pixels"])
     generator = torch.Generator().manual_seed(seed + step)
     started, losses = time.time(), []
@@ -138,12 +168,15 @@ def train_vae(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: in
         with _autocast(device):
             posterior = vae.encode(batch).latent_dist
             reconstruction = vae.decode(posterior.sample()).sample.float()
-            loss = (reconstruction - batch).abs().mean() + settings["vae_kl_weight"] * posterior.kl().mean()
+            l1 = (reconstruction - batch).abs().mean()
+            loss = l1 + settings["vae_kl_weight"] * posterior.kl().mean()
+            if perceptual:
+                loss = loss + perceptual_weight * perceptual(reconstruction, batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         step += 1
-        losses.append(loss.item())
+        losses.append(l1.item())
         if step % CHECKPOINT_EVERY == 0 or step == steps:
             checkpoint.save({"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step})
             log(f"vae step {step}/{steps} L1 {np.mean(losses[-CHECKPOINT_EVERY:]):.4f} "
@@ -201,14 +234,27 @@ def _snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tens
     return torch.clamp(snr, max=gamma) / snr
 
 
+def transplant(model: torch.nn.Module, donor: torch.nn.Module) -> list[str]:
+    """Copy into `model` every tensor of `donor` with the same name and shape; returns the names left as
+    initialised (e.g. the UNet's input and output convolutions after the latent channels changed)."""
+    own, theirs = model.state_dict(), donor.state_dict()
+    fitting = {name: tensor for name, tensor in theirs.items() if name in own and own[name].shape == tensor.shape}
+    model.load_state_dict(fitting, strict=False)
+    return sorted(set(own) - set(fitting))
+
+
 def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: int, device: torch.device,
-               log: Log, seed: int = 0, done: int = 0, progress: Progress | None = None) -> dict:
+               log: Log, seed: int = 0, done: int = 0, progress: Progress | None = None,
+               unet_from: Path | None = None) -> dict:
     settings = config["train"]
     table = _LatentTable(config, out_dir, data, device)
     scheduler = new_scheduler(config)
     checkpoint = _Checkpoint(work_dir, "unet")
     committed = out_dir if (out_dir / "unet").exists() else None
     unet = new_unet(config, committed)
+    if unet_from is not None and committed is None and not checkpoint.path.exists():
+        fresh = transplant(unet, new_unet(load_config(unet_from), unet_from))
+        log(f"unet starts from {unet_from} except {len(fresh)} tensors: {', '.join(fresh[:6])}")
     ema = copy.deepcopy(unet).requires_grad_(False)
     optimiser = torch.optim.AdamW(unet.parameters(), lr=settings["unet_lr"], weight_decay=0.01)
     state = checkpoint.load()
@@ -382,7 +428,7 @@ def _save_lora(out_dir: Path, layers: dict) -> None:
 
 def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequence[str] = STAGES,
                     steps: dict[str, int] | None = None, device: str = "cpu", log: Log | None = None,
-                    config: dict | None = None) -> dict:
+                    config: dict | None = None, unet_from: Path | None = None) -> dict:
     """Run the requested stages in order; returns a report (also written to `training.json`)."""
     from ..splits import split_records
 
@@ -420,10 +466,12 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
             done = int(report.get(f"{stage}_steps") or 0)
             if stage == "vae":  # the VAE publishes its weights only once finished
                 result = train_vae(data, config, out_dir, work_dir, total, torch_device, log, done=done)
+            elif stage == "unet":
+                result = train_unet(data, config, out_dir, work_dir, total, torch_device, log, done=done,
+                                    progress=record, unet_from=unet_from)
             else:
-                runner = train_unet if stage == "unet" else distill_lcm
-                result = runner(data, config, out_dir, work_dir, total, torch_device, log, done=done,
-                                progress=record)
+                result = distill_lcm(data, config, out_dir, work_dir, total, torch_device, log, done=done,
+                                     progress=record)
             record({**result, f"{stage}_finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return report
 
