@@ -36,6 +36,8 @@ def test_stages_run_resume_and_load(tmp_path, demo_corpus, lite_encoder):
     resumed = train_generator(corpus, lite_encoder, out, work, stages=["unet"], steps={"unet": 3})
     assert resumed["unet_steps"] == 3  # continued from its checkpoint, not from zero
     assert json.loads((out / "training.json").read_text())["unet_steps"] == 3
+    finished = train_generator(corpus, lite_encoder, out, work, stages=["unet"], steps={"unet": 3})
+    assert finished["unet_loss"] == resumed["unet_loss"] is not None  # no step taken: the loss is kept
 
     # every layer the LCM-LoRA was trained on gets its adapter back when diffusers loads the file
     saved = {key.rsplit(".lora", 1)[0] for key in load_file(str(out / LORA_WEIGHT_NAME))}

@@ -270,7 +270,8 @@ def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: i
     started, losses = time.time(), []
 
     def summary() -> dict:
-        return {"unet_steps": step, "unet_loss": float(np.mean(losses[-200:])) if losses else None}
+        # a run resumed only to finish takes no step: it keeps the loss the report already has
+        return {"unet_steps": step, **({"unet_loss": float(np.mean(losses[-200:]))} if losses else {})}
 
     while step < steps:
         rows = torch.randint(0, len(table), (settings["unet_batch"],), generator=generator)
@@ -366,7 +367,7 @@ def distill_lcm(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: 
     started, losses = time.time(), []
 
     def summary() -> dict:
-        return {"lcm_steps": step, "lcm_loss": float(np.mean(losses[-200:])) if losses else None, "lcm_rank": rank}
+        return {"lcm_steps": step, "lcm_rank": rank, **({"lcm_loss": float(np.mean(losses[-200:]))} if losses else {})}
 
     while step < steps:
         rows = torch.randint(0, len(table), (settings["lcm_batch"],), generator=generator)
