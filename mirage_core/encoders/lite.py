@@ -81,16 +81,20 @@ class ImageBackbone(nn.Module):
             pooled.append(x.mean((2, 3)) if kind == "mean" else x.amax((2, 3)))
         return pooled
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        x = net._swish(net._bn0(net._conv_stem(pixels)))
-        features = []
-        for index, block in enumerate(net._blocks):
+    def block_outputs(self, pixels: torch.Tensor, blocks: int | None = None):
+        """Yield (index, activation) after each of the first `blocks` MBConv blocks (all by default)."""
+        x = self.net._swish(self.net._bn0(self.net._conv_stem(pixels)))
+        for index, block in enumerate(self.net._blocks[:blocks]):
             x = block(x)
+            yield index, x
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = []
+        for index, x in self.block_outputs(pixels):
             if index in self.taps:
                 features += self._pool(x)
         if -1 in self.taps:
-            features += self._pool(net._swish(net._bn1(net._conv_head(x))))
+            features += self._pool(self.net._swish(self.net._bn1(self.net._conv_head(x))))
         return torch.cat(features, dim=1)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:

@@ -119,21 +119,17 @@ class PerceptualDistance(torch.nn.Module):
     """LPIPS-style distance on the frozen ImageNet EfficientNet-Lite0 (the one pretrained image network that
     ships offline): mean squared difference of channel-normalised activations of a few early blocks."""
 
-    def __init__(self, depth: int = 8, taps: Sequence[int] = (1, 3, 7)):
+    def __init__(self, taps: Sequence[int] = (1, 3, 7)):
         super().__init__()
         from ..encoders.lite import ImageBackbone, load_config
 
-        self.net = ImageBackbone(load_config()).net.requires_grad_(False)
-        self.depth, self.taps = depth, set(taps)
+        self.backbone = ImageBackbone(load_config()).requires_grad_(False)
+        self.taps = set(taps)
 
     def _features(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        x = self.net._swish(self.net._bn0(self.net._conv_stem(pixels.expand(-1, 3, -1, -1))))
-        features = []
-        for index, block in enumerate(self.net._blocks[: self.depth]):
-            x = block(x)
-            if index in self.taps:
-                features.append(x / (x.pow(2).mean(1, keepdim=True).sqrt() + 1e-6))
-        return features
+        return [x / (x.pow(2).mean(1, keepdim=True).sqrt() + 1e-6)
+                for index, x in self.backbone.block_outputs(pixels.expand(-1, 3, -1, -1), max(self.taps) + 1)
+                if index in self.taps]
 
     def forward(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
