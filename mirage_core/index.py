@@ -5,7 +5,9 @@ image and caption embeddings), `bias.npy` (float32 [2, N], hubness corrections, 
 `records.jsonl` (one `Record` a line) and `manifest.json` (encoder name and
 fingerprint, dimension, count, corpus, date, what was skipped). It is written to a temporary folder and
 renamed into place, so a crash never leaves half an index. Loading checks the manifest against the encoder
-that will query it. Search is exact: one matrix–vector product and `torch.topk` for the top k.
+that will query it. Search is exact, in two passes: a scan of a float16 copy of the matrix (half the memory
+traffic of float32, which is what a matrix–vector product over a large index waits on) finds every row that
+could be in the top k, then those few rows are scored again in float32 and ranked (see `Index.search`).
 
 Hubness: in a small joint space a few images sit close to every caption and crowd every result list. Each
 row therefore carries a bias, its mean similarity to its `HUB_K` nearest neighbours in the encoder's
@@ -40,6 +42,10 @@ from .images import open_image
 FORMAT_VERSION = 2
 HUB_K = 20
 CAPTION_CHUNK = 512
+# Bound on |float16 scan − float32 cosine| for unit vectors: rounding the row and the query to float16 moves
+# each product q_i·x_i by at most 2⁻¹¹·|q_i·x_i| each, so the sum by at most 2·2⁻¹¹·Σ|q_i·x_i| ≤ 2⁻¹⁰
+# (Cauchy–Schwarz); torch accumulates in float32. Doubled for safety.
+SCAN_ERROR = 2.0**-9
 Progress = Callable[[int, int], None]
 WORD = re.compile(r"[a-z][a-z-]{2,}")
 
@@ -63,6 +69,8 @@ class Index:
             raise MirageError("index parts disagree in size: rebuild it with `mirage build-index`")
         self.images = _read_only(images)
         self.captions = _read_only(captions)
+        self._scan_copies = {"images": torch.from_numpy(self.images.astype(np.float16)),
+                             "captions": torch.from_numpy(self.captions.astype(np.float16))}
         self.bias = _read_only(bias)
         self.image_bias, self.caption_bias = self.bias
         self.records = list(records)
@@ -112,16 +120,22 @@ class Index:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.dim:
             raise IndexMismatchError(f"query has {vector.shape[0]} dimensions, the index {self.dim}")
-        cosines = matrix @ vector  # BLAS gemv; see create_encoder for why BLAS runs on one thread
-        scores = cosines - bias
+        scores = torch.mv(self._scan_copies[target], torch.tensor(vector, dtype=torch.float16)).float().numpy() - bias
         allowed = self.mask(modalities, licences)
         if allowed is not None or exclude:
             allowed = np.ones(len(self), dtype=bool) if allowed is None else allowed.copy()
             allowed[list(exclude)] = False
             scores = np.where(allowed, scores, -np.inf)
             k = min(k, int(allowed.sum()))
-        rows = top_k(scores, k)
-        return [Hit(self.records[i], float(cosines[i]), int(i)) for i in rows]
+        if k <= 0:
+            return []
+        # a row whose float32 score can beat the k-th best scans within two error bounds of the k-th scan score
+        kth_best = float(torch.topk(torch.from_numpy(scores), k, sorted=False).values.min())
+        margin = 2 * SCAN_ERROR * max(1.0, float(np.linalg.norm(vector)))
+        candidates = np.flatnonzero(scores >= kth_best - margin)
+        cosines = matrix[candidates] @ vector
+        best = top_k(cosines - bias[candidates], k)
+        return [Hit(self.records[candidates[j]], float(cosines[j]), int(candidates[j])) for j in best]
 
     def check_encoder(self, encoder: Encoder) -> None:
         built_with = self.manifest.get("fingerprint")

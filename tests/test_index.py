@@ -34,6 +34,31 @@ def test_top_k_matches_full_sort():
     assert len(top_k(scores, 0)) == 0
 
 
+def _brute_force(index, vector, k, bias):
+    scores = index.images.astype(np.float64) @ vector.astype(np.float64) - bias
+    return list(np.argsort(-scores, kind="stable")[:k])
+
+
+def test_half_precision_scan_still_ranks_exactly():
+    """The float16 scan only preselects: the ranking is float32's, even for rows closer than float16 can tell."""
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((5000, 64)).astype(np.float32)
+    query = rows[0] / np.linalg.norm(rows[0])
+    # 40 rows a hair apart around the query: they differ in float32, collide in float16
+    rows[1:41] = query + rng.standard_normal((40, 64)).astype(np.float32) * 2e-4
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    bias = (rng.random((2, 5000)) * 1e-4).astype(np.float32)
+    records = [Record(id=str(i), image_path="", caption="") for i in range(5000)]
+    index = Index(rows, rows, records, {"fingerprint": "f"}, bias=bias)
+    assert len({float(np.float16(s)) for s in rows[:41] @ query}) < 41  # the scan alone could not order them
+    for k in (1, 10, 41, 100):
+        hits = index.search(query, k)
+        assert [h.row for h in hits] == _brute_force(index, query, k, bias[0])
+        np.testing.assert_allclose([h.score for h in hits], index.images[[h.row for h in hits]] @ query, rtol=0, atol=1e-6)
+    off_centre = rng.standard_normal(64).astype(np.float32)
+    assert [h.row for h in index.search(off_centre * 3, 10)] == _brute_force(index, off_centre * 3, 10, bias[0])
+
+
 def test_round_trip_and_read_only(tmp_path):
     index = _index()
     save_index(index, tmp_path / "idx")

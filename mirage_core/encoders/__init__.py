@@ -17,7 +17,7 @@ def create_encoder(name: str = "lite", device: str = "cpu") -> Encoder:
 
     Also caps numpy's BLAS at one thread: the encoders run on torch's thread pool, and BLAS threads that
     spin-wait after each product steal those cores from the next query's encoder (on two cores this
-    doubled search latency; a one-thread gemv over the index is the faster whole)."""
+    doubled search latency). The index scan itself runs on torch's pool (`Index.search`)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")
