@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .corpus import Corpus, Record
 from .encoders.base import Encoder
-from .errors import ImageError, IndexMismatchError, MirageError
+from .errors import ImageError, IndexMismatchError, MirageError, QueryError
 from .images import open_image
 
 FORMAT_VERSION = 2
@@ -120,7 +120,12 @@ class Index:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.dim:
             raise IndexMismatchError(f"query has {vector.shape[0]} dimensions, the index {self.dim}")
-        scores = torch.mv(self._scan_copies[target], torch.tensor(vector, dtype=torch.float16)).float().numpy() - bias
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(norm):
+            raise QueryError("the query vector has infinite or undefined entries")
+        scale = norm if norm > 0 else 1.0  # the scan takes the unit vector: float16 overflows past 65,504
+        unit = torch.tensor(vector / scale, dtype=torch.float16)
+        scores = scale * torch.mv(self._scan_copies[target], unit).float().numpy() - bias
         allowed = self.mask(modalities, licences)
         if allowed is not None or exclude:
             allowed = np.ones(len(self), dtype=bool) if allowed is None else allowed.copy()
@@ -131,7 +136,7 @@ class Index:
             return []
         # a row whose float32 score can beat the k-th best scans within two error bounds of the k-th scan score
         kth_best = float(torch.topk(torch.from_numpy(scores), k, sorted=False).values.min())
-        margin = 2 * SCAN_ERROR * max(1.0, float(np.linalg.norm(vector)))
+        margin = 2 * SCAN_ERROR * scale
         candidates = np.flatnonzero(scores >= kth_best - margin)
         cosines = matrix[candidates] @ vector
         best = top_k(cosines - bias[candidates], k)

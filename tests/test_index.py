@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mirage_core.corpus import Record
-from mirage_core.errors import IndexMismatchError, MirageError
+from mirage_core.errors import IndexMismatchError, MirageError, QueryError
 from mirage_core.index import Index, load_index, save_index, top_k
 
 
@@ -56,8 +56,11 @@ def test_half_precision_scan_still_ranks_exactly():
         assert [h.row for h in hits] == _brute_force(index, query, k, bias[0])
         exact_cosines = index.images[[h.row for h in hits]] @ query
         np.testing.assert_allclose([h.score for h in hits], exact_cosines, rtol=0, atol=1e-6)
-    off_centre = rng.standard_normal(64).astype(np.float32)
-    assert [h.row for h in index.search(off_centre * 3, 10)] == _brute_force(index, off_centre * 3, 10, bias[0])
+    for length in (3.0, 1e6):  # not unit length, and far beyond float16's range
+        vector = rng.standard_normal(64).astype(np.float32) * length
+        assert [h.row for h in index.search(vector, 10)] == _brute_force(index, vector, 10, bias[0])
+    with pytest.raises(QueryError, match="infinite or undefined"):
+        index.search(np.full(64, np.nan, dtype=np.float32), 10)
 
 
 def test_round_trip_and_read_only(tmp_path):
