@@ -38,6 +38,11 @@ def test_stages_run_resume_and_load(tmp_path, demo_corpus, lite_encoder):
     assert json.loads((out / "training.json").read_text())["unet_steps"] == 3
     finished = train_generator(corpus, lite_encoder, out, work, stages=["unet"], steps={"unet": 3})
     assert finished["unet_loss"] == resumed["unet_loss"] is not None  # no step taken: the loss is kept
+    # the UNet moved on, so the LCM-LoRA distilled from the old one is gone until the 'lcm' stage runs again
+    assert not (out / LORA_WEIGHT_NAME).exists() and not (work / "lcm.pt").exists()
+    assert "lcm_steps" not in json.loads((out / "training.json").read_text())
+    redistilled = train_generator(corpus, lite_encoder, out, work, stages=["lcm"], steps={"lcm": 2})
+    assert redistilled["lcm_steps"] == 2 and (out / LORA_WEIGHT_NAME).exists()
 
     # every layer the LCM-LoRA was trained on gets its adapter back when diffusers loads the file
     saved = {key.rsplit(".lora", 1)[0] for key in load_file(str(out / LORA_WEIGHT_NAME))}

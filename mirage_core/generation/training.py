@@ -15,8 +15,8 @@ Every stage checkpoints (weights, optimiser, step) atomically into a work folder
 so training can be stopped and resumed over several stretches of time; `--steps` is the stage's total.
 Without a work checkpoint the VAE and UNet stages continue from the weights in the output folder when there
 are any (the committed checkpoint, with its step count from `training.json`; the optimiser starts afresh),
-else from scratch; the LCM-LoRA is distilled afresh from the current UNet. Only the training split of
-`mirage_core.splits` is used.
+else from scratch; the LCM-LoRA is distilled afresh from the current UNet, and a UNet that trains further
+drops the LoRA distilled from its earlier self. Only the training split of `mirage_core.splits` is used.
 """
 
 from __future__ import annotations
@@ -423,6 +423,19 @@ def _save_lora(out_dir: Path, layers: dict) -> None:
     temporary.rmdir()
 
 
+def _forget_distillation(out_dir: Path, work_dir: Path, report: dict, log: Log) -> None:
+    """A UNet that trains further is a new teacher: the LCM-LoRA distilled from the old one no longer fits it,
+    so it is removed (never paired with a UNet it was not distilled from) and the 'lcm' stage starts afresh."""
+    stale = [key for key in report if key.startswith("lcm_")]
+    lora = out_dir / LORA_WEIGHT_NAME
+    if stale or lora.exists():
+        for key in stale:
+            del report[key]
+        lora.unlink(missing_ok=True)
+        _Checkpoint(work_dir, "lcm").path.unlink(missing_ok=True)
+        log("the UNet trains further: its old LCM-LoRA is removed; run the 'lcm' stage to distil it again")
+
+
 def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequence[str] = STAGES,
                     steps: dict[str, int] | None = None, device: str = "cpu", log: Log | None = None,
                     config: dict | None = None, unet_from: Path | None = None) -> dict:
@@ -464,6 +477,9 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
             if stage == "vae":  # the VAE publishes its weights only once finished
                 result = train_vae(data, config, out_dir, work_dir, total, torch_device, log, done=done)
             elif stage == "unet":
+                if total > done:
+                    _forget_distillation(out_dir, work_dir, report, log)
+                    record({})
                 result = train_unet(data, config, out_dir, work_dir, total, torch_device, log, done=done,
                                     progress=record, unet_from=unet_from)
             else:
