@@ -132,6 +132,7 @@ class Index:
             allowed[list(exclude)] = False
             scores = np.where(allowed, scores, -np.inf)
             k = min(k, int(allowed.sum()))
+        k = min(k, len(scores))
         if k <= 0:
             return []
         # a row whose float32 score can beat the k-th best scans within two error bounds of the k-th scan score

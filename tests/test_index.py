@@ -51,7 +51,7 @@ def test_half_precision_scan_still_ranks_exactly():
     records = [Record(id=str(i), image_path="", caption="") for i in range(5000)]
     index = Index(rows, rows, records, {"fingerprint": "f"}, bias=bias)
     assert len({float(np.float16(s)) for s in rows[:41] @ query}) < 41  # the scan alone could not order them
-    for k in (1, 10, 41, 100):
+    for k in (1, 10, 41, 100, 5000, 6000):  # up to the whole index and beyond
         hits = index.search(query, k)
         assert [h.row for h in hits] == _brute_force(index, query, k, bias[0])
         exact_cosines = index.images[[h.row for h in hits]] @ query
