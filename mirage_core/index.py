@@ -136,7 +136,7 @@ class Index:
         if k <= 0:
             return []
         # a row whose float32 score can beat the k-th best scans within two error bounds of the k-th scan score
-        kth_best = float(torch.topk(torch.from_numpy(scores), k, sorted=False).values.min())
+        kth_best = float(scores[top_k(scores, k)[-1]])
         margin = 2 * SCAN_ERROR * scale
         candidates = np.flatnonzero(scores >= kth_best - margin)
         cosines = matrix[candidates] @ vector
