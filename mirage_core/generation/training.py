@@ -433,7 +433,7 @@ def _forget_distillation(out_dir: Path, work_dir: Path, report: dict, log: Log) 
             del report[key]
         lora.unlink(missing_ok=True)
         _Checkpoint(work_dir, "lcm").path.unlink(missing_ok=True)
-        log("the UNet trains further: its old LCM-LoRA is removed; run the 'lcm' stage to distil it again")
+        log("the UNet trains further: its old LCM-LoRA is removed until the 'lcm' stage distils it again")
 
 
 def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequence[str] = STAGES,
