@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .errors import MirageError
+from .files import write_bytes, write_text
 
 TERM_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*\s*(.+)$")
 
@@ -377,10 +378,7 @@ def cmd_report(args) -> int:
     if enrichment is not None:
         markdown += enrichment.markdown_section()
     if args.out:
-        path = Path(args.out)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(markdown, encoding="utf-8")
-        temporary.replace(path)
+        write_text(args.out, markdown)
     if args.json:
         payload = {"query": report.query, "nothing_found": report.nothing_found,
                    "modality": report.modality_label, "region": report.region_label,
@@ -431,9 +429,7 @@ def cmd_generate(args) -> int:
     written = []
     for i, synthetic in enumerate(images):
         path = out / f"synthetic-{args.seed + i:06d}.png"
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(synthetic.png_bytes())
-        temporary.replace(path)
+        write_bytes(path, synthetic.png_bytes())
         written.append({"path": str(path), **synthetic.metadata})
     print(json.dumps(written, indent=2) if args.json else "\n".join(f"{w['path']}  ({w['Sampler']}, "
                                                                       f"{w['Seconds']} s)" for w in written))

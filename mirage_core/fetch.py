@@ -26,6 +26,7 @@ from PIL import Image
 
 from .corpus import load_corpus
 from .errors import MirageError
+from .files import write_bytes, write_text
 from .images import open_image
 
 PMC_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pub/pmc/"
@@ -127,9 +128,7 @@ def _save_figure(data: bytes, target: Path) -> None:
     image.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
     buffer = io.BytesIO()
     image.convert("RGB" if image.mode != "L" else "L").save(buffer, "JPEG", quality=85)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(buffer.getvalue())
-    temporary.replace(target)
+    write_bytes(target, buffer.getvalue())
 
 
 def _write_metadata(source: Path, out: Path, ids: set[str]) -> None:
@@ -142,6 +141,4 @@ def _write_metadata(source: Path, out: Path, ids: set[str]) -> None:
         separator = "," if name == "licences.txt" else "\t"
         kept = [line for i, line in enumerate(lines)
                 if line.split(separator, 1)[0].strip() in ids or (name == "licences.txt" and i == 0)]
-        temporary = out / f".{name}.tmp"
-        temporary.write_text("".join(kept), encoding="utf-8")
-        temporary.replace(out / name)
+        write_text(out / name, "".join(kept))

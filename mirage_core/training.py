@@ -33,6 +33,7 @@ from PIL import Image, ImageOps
 from .corpus import Record
 from .encoders.lite import ImageBackbone, LiteHeads, TextBackbone, bridge
 from .errors import ImageError, MirageError
+from .files import atomic_path, write_json
 from .images import open_image
 
 IMAGE_VIEWS = 4
@@ -116,9 +117,8 @@ def extract_features(
     cache = FeatureCache([r.id for r in records], np.concatenate(image_rows), np.concatenate(text_rows))
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(".tmp.npz")
-        np.savez(temporary, ids=np.array(cache.ids), image=cache.image, text=cache.text)
-        temporary.replace(cache_file)
+        with atomic_path(cache_file) as temporary:
+            np.savez(temporary, ids=np.array(cache.ids), image=cache.image, text=cache.text)
     return cache
 
 
@@ -248,18 +248,11 @@ def _save_safetensors(tensors: dict, path: Path, half: bool = False) -> None:
     """Atomic write; `half` stores floats as float16 (the heads load back into float32 parameters)."""
     from safetensors.torch import save_file
 
-    temporary = path.with_name(f".{path.name}.tmp")
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
                for k, v in tensors.items()}
-    save_file(tensors, str(temporary))
-    temporary.chmod(0o644)
-    temporary.replace(path)
-
-
-def _write_json(data: dict, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2))
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary))
+        temporary.chmod(0o644)
 
 
 def train_encoder(
@@ -315,7 +308,7 @@ def train_lite(
         {"images": torch.from_numpy(bank_images).half(), "captions": torch.from_numpy(bank_captions).half()},
         out_dir / "bank.safetensors",
     )
-    _write_json(config, out_dir / "config.json")
+    write_json(out_dir / "config.json", config)
     report = {
         "encoder": "lite",
         "weights": str(weights),
@@ -328,7 +321,7 @@ def train_lite(
     }
     if heldout.ids:
         report["heldout"] = _heldout_metrics(heads, train, heldout, config)
-    _write_json(report, out_dir / "training.json")
+    write_json(out_dir / "training.json", report)
     return report
 
 
@@ -418,7 +411,7 @@ def fine_tune_open_clip(
             tuned.encode_pixels(torch.stack([p for p, _ in heldout_pairs])),
             tuned.encode_text([c for _, c in heldout_pairs]),
         )
-    _write_json(report, out_dir / "training.json")
+    write_json(out_dir / "training.json", report)
     return report
 
 

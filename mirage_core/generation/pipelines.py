@@ -20,6 +20,7 @@ import torch
 
 from ..config import REPO_ROOT
 from ..errors import MirageError
+from ..files import write_json
 
 CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
 LITE_WEIGHTS = REPO_ROOT / "assets" / "lite-generator"
@@ -82,9 +83,7 @@ def save_components(out_dir: Path, config: dict, **models) -> None:
             (out_dir / name).rename(old)
         staging.rename(out_dir / name)
         shutil.rmtree(old, ignore_errors=True)
-    temporary = out_dir / ".config.json.tmp"
-    temporary.write_text(json.dumps(config, indent=2))
-    temporary.replace(out_dir / "config.json")
+    write_json(out_dir / "config.json", config)
 
 
 def lite_pipeline(folder: str | Path = LITE_WEIGHTS):

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..corpus import Record
 from ..errors import ImageError, MirageError
+from ..files import atomic_path, write_json
 from ..images import open_image
 from .pipelines import (
     LORA_WEIGHT_NAME,
@@ -84,9 +85,8 @@ def prepare_data(records: Sequence[Record], encoder, resolution: int, cache_dir:
         "text_embeddings": encoder.encode_text([r.caption for r in kept]),
     }
     cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f".{cache.name}.tmp.npz")
-    np.savez(temporary, **data)
-    temporary.replace(cache)
+    with atomic_path(cache) as temporary:
+        np.savez(temporary, **data)
     return data
 
 
@@ -105,9 +105,8 @@ class _Checkpoint:
 
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save(state, temporary)
-        temporary.replace(self.path)
+        with atomic_path(self.path) as temporary:
+            torch.save(state, temporary)
 
 
 def _autocast(device: torch.device):
@@ -465,9 +464,7 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
         # written with every checkpoint the UNet and LCM stages publish, so that stopping a run at any
         # point leaves weights and report agreeing on how far they were trained
         report.update(update)
-        temporary = report_path.with_name(".training.json.tmp")
-        temporary.write_text(json.dumps(report, indent=2))
-        temporary.replace(report_path)
+        write_json(report_path, report)
 
     steps = steps or {}
     for stage in STAGES:

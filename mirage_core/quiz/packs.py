@@ -9,13 +9,13 @@ number, in a `PackError`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from ..errors import MirageError
+from ..files import write_text
 from ..index import Index
 from .questions import KINDS, Question, validate
 
@@ -48,10 +48,7 @@ def save_pack(pack: dict, path: str | Path) -> Path:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise PackError(f"save a pack as .json, .yaml or .yml, not '{path.suffix or path.name}'")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(dump_pack(pack, fmt), encoding="utf-8")
-    temporary.replace(path)
-    return path
+    return write_text(path, dump_pack(pack, fmt))
 
 
 def read_pack(path: str | Path, index: Index | None = None) -> tuple[dict, list[Question]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import MirageError
+from ..files import write_text
 from .questions import Question
 from .schedule import Card, grade, review
 
@@ -212,8 +212,5 @@ class ProgressStore:
         writer.writerows(rows)
         text = buffer.getvalue()
         if path is not None:
-            path = Path(path)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temporary.write_text(text, newline="")
-            temporary.replace(path)
+            write_text(path, text, newline="")
         return text
