@@ -2,14 +2,17 @@
 
 Each writer writes a hidden temporary file beside its target (same folder, so the rename stays on one
 file system) and renames it over the target; a write that fails removes its temporary file and leaves the
-old file as it was. Folders that change as a whole (an index, a model's weights) are swapped the same way
-by their own modules.
+old file as it was. Folders that change as a whole (an index, a model's weights) are written beside the old
+one and swapped in with two renames.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +32,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder to fill; on success it takes the place of `path` (the old folder is
+    renamed aside, then deleted), on an exception it is deleted and the old folder stays."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
+    try:
+        yield staging
+        retired = path.with_name(f".{path.name}.old-{time.time_ns()}")
+        if path.exists():
+            path.rename(retired)
+        staging.rename(path)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

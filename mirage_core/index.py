@@ -22,8 +22,6 @@ import functools
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from .corpus import Corpus, Record
 from .encoders.base import Encoder
 from .errors import ImageError, IndexMismatchError, MirageError, QueryError
+from .files import atomic_folder
 from .images import open_image
 
 FORMAT_VERSION = 2
@@ -254,9 +253,7 @@ def build_index(
 def save_index(index: Index, folder: str | Path) -> Path:
     """Write atomically: a temporary sibling folder, then a rename over the old one."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as staging:
         np.save(staging / "images.npy", index.images)
         np.save(staging / "captions.npy", index.captions)
         np.save(staging / "bias.npy", index.bias)
@@ -264,16 +261,6 @@ def save_index(index: Index, folder: str | Path) -> Path:
             for record in index.records:
                 handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
         (staging / "manifest.json").write_text(json.dumps(index.manifest, indent=2))
-        retired = None
-        if folder.exists():
-            retired = folder.with_name(f".{folder.name}.old-{time.time_ns()}")
-            folder.rename(retired)
-        staging.rename(folder)
-        if retired:
-            shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

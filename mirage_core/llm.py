@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .errors import MirageError
+from .files import atomic_folder
 from .labels import UNKNOWN, modalities_named
 
 DEFAULT_LLM = "smollm2"
@@ -101,20 +101,17 @@ def _smollm2_folder(cache_dir: Path | None) -> Path:
     if not (target / "config.json").exists():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        staging = cache_dir / ".smollm2.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF).save_pretrained(staging)
-        loaded = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-        # a GGUF-loaded model refuses save_pretrained; its de-quantised weights go into a plain copy
-        config = loaded.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        plain.load_state_dict(loaded.state_dict())
-        plain.generation_config = loaded.generation_config
-        plain.save_pretrained(staging, safe_serialization=True)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        with atomic_folder(target) as staging:
+            AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF).save_pretrained(staging)
+            loaded = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+            # a GGUF-loaded model refuses save_pretrained; its de-quantised weights go into a plain copy
+            config = loaded.config
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            plain.load_state_dict(loaded.state_dict())
+            plain.generation_config = loaded.generation_config
+            plain.save_pretrained(staging, safe_serialization=True)
     return target
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mirage_core.files import atomic_path, write_bytes, write_json, write_text
+from mirage_core.files import atomic_folder, atomic_path, write_bytes, write_json, write_text
 
 
 def test_writes_replace_the_target_and_leave_no_temporary(tmp_path):
@@ -39,3 +39,21 @@ def test_numpy_savez_lands_on_the_target_name(tmp_path):
 def test_newline_is_kept_as_given(tmp_path):
     write_text(tmp_path / "a.csv", "a,b\r\n1,2\r\n", newline="")
     assert (tmp_path / "a.csv").read_bytes() == b"a,b\r\n1,2\r\n"
+
+
+def test_a_folder_is_swapped_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "index"
+    target.mkdir()
+    (target / "old.npy").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(target) as staging:
+        (staging / "new.npy").write_text("half")
+        raise RuntimeError("killed")
+    assert [p.name for p in target.iterdir()] == ["old.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]
+    with atomic_folder(target) as staging:
+        (staging / "new.npy").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]
+    with atomic_folder(tmp_path / "fresh" / "model") as staging:  # parents are created
+        (staging / "config.json").write_text("{}")
+    assert (tmp_path / "fresh" / "model" / "config.json").read_text() == "{}"

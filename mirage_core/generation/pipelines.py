@@ -12,7 +12,6 @@ Both profiles run the same `StableDiffusionPipeline` with an `LCMScheduler` and 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 
 from ..config import REPO_ROOT
 from ..errors import MirageError
-from ..files import write_json
+from ..files import atomic_folder, write_json
 
 CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
 LITE_WEIGHTS = REPO_ROOT / "assets" / "lite-generator"
@@ -72,17 +71,11 @@ def save_components(out_dir: Path, config: dict, **models) -> None:
     """Write models (float16 safetensors, diffusers layout) and the config, each folder swapped in atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, model in models.items():
-        staging, old = out_dir / f".{name}.new", out_dir / f".{name}.old"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-        model.half().save_pretrained(staging, safe_serialization=True)
-        saved_config = json.loads((staging / "config.json").read_text())
-        saved_config["_name_or_path"] = name  # not the path it was loaded from on the training machine
-        (staging / "config.json").write_text(json.dumps(saved_config, indent=2, sort_keys=True) + "\n")
-        if (out_dir / name).exists():
-            (out_dir / name).rename(old)
-        staging.rename(out_dir / name)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_folder(out_dir / name) as staging:
+            model.half().save_pretrained(staging, safe_serialization=True)
+            saved_config = json.loads((staging / "config.json").read_text())
+            saved_config["_name_or_path"] = name  # not the path it was loaded from on the training machine
+            (staging / "config.json").write_text(json.dumps(saved_config, indent=2, sort_keys=True) + "\n")
     write_json(out_dir / "config.json", config)
 
 
