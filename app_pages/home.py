@@ -15,7 +15,7 @@ st.markdown(
     "and their captions live in one shared embedding space: search real cases with words or with an "
     "image, and do arithmetic on meanings to see how a query moves."
 )
-st.info(DISCLAIMER + " Captions are the authors' own words from PubMed Central articles.", icon="🎓")
+st.info(DISCLAIMER + " Captions are the authors' own words from PubMed Central articles.", icon=":material/school:")
 
 left, right = st.columns(2)
 with left:

@@ -65,7 +65,7 @@ if llm_column is not None:
         st.markdown(f"#### ✍️ Written by a language model ({enrichment.model})")
         if enrichment.accepted:
             st.warning("Model-written text: it may be wrong. Check each claim against the numbered sources.",
-                       icon="🤖")
+                       icon=":material/smart_toy:")
             st.markdown(enrichment.text)
             speed = enrichment.generation
             st.caption(f"{speed.new_tokens} tokens in {speed.seconds:.1f} s ({speed.tokens_per_s:.1f} tokens/s)")
