@@ -41,6 +41,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide an index or model folder from other users of a deployment
     try:
         yield staging
         retired = path.with_name(f".{path.name}.old-{time.time_ns()}")

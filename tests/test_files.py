@@ -53,6 +53,7 @@ def test_a_folder_is_swapped_whole_or_not_at_all(tmp_path):
     with atomic_folder(target) as staging:
         (staging / "new.npy").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.npy"]
+    assert target.stat().st_mode & 0o777 == 0o755
     assert [p.name for p in tmp_path.iterdir()] == ["index"]
     with atomic_folder(tmp_path / "fresh" / "model") as staging:  # parents are created
         (staging / "config.json").write_text("{}")
