@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .corpus import Corpus
-from .index import Index, build_index, top_k
+from .index import SEARCH_METHOD, Index, build_index, top_k
 
 QUERIES = [
     "chest x-ray pneumothorax", "axial CT of the abdomen showing a liver lesion", "MRI brain T2 hyperintensity",
@@ -64,8 +64,7 @@ def bench_search(n: int = 65536, repeats: int = 50, encoder=None, baseline: bool
         index.search(encoder.encode_text([query])[0], k=10)
 
     result = {"n": n, "repeats": repeats, "threads": torch.get_num_threads(),
-              "mirage": {"encoder": encoder.name, "dim": encoder.dim,
-                         "search": "float16 scan, float32 ranking of the rows that can reach the top 10",
+              "mirage": {"encoder": encoder.name, "dim": encoder.dim, "search": SEARCH_METHOD,
                          **_timings(ours, repeats)}}
     if baseline:
         result["original"] = _bench_original(n, repeats)

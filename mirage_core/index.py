@@ -45,6 +45,7 @@ CAPTION_CHUNK = 512
 # each product q_i·x_i by at most 2⁻¹¹·|q_i·x_i| each, so the sum by at most 2·2⁻¹¹·Σ|q_i·x_i| ≤ 2⁻¹⁰
 # (Cauchy–Schwarz); torch accumulates in float32. Doubled for safety.
 SCAN_ERROR = 2.0**-9
+SEARCH_METHOD = "float16 scan, float32 ranking of the rows that can reach the top k"  # for reports
 Progress = Callable[[int, int], None]
 WORD = re.compile(r"[a-z][a-z-]{2,}")
 
