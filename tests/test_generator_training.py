@@ -33,6 +33,12 @@ def test_stages_run_resume_and_load(tmp_path, demo_corpus, lite_encoder):
     assert report["encoder_fingerprint"] == lite_encoder.fingerprint and report["train_images"] > 20
     assert (out / "vae").is_dir() and (out / "unet").is_dir() and (out / LORA_WEIGHT_NAME).exists()
 
+    # more VAE training would move the latents under the trained UNet: refused, and nothing is touched
+    with pytest.raises(MirageError, match="--unet-from"):
+        train_generator(corpus, lite_encoder, out, work, stages=["vae"], steps={"vae": 3})
+    assert json.loads((out / "training.json").read_text())["vae_steps"] == 2 and (out / "unet").is_dir()
+    assert train_generator(corpus, lite_encoder, out, work, stages=["vae"], steps={"vae": 2})["vae_steps"] == 2
+
     resumed = train_generator(corpus, lite_encoder, out, work, stages=["unet"], steps={"unet": 3})
     assert resumed["unet_steps"] == 3  # continued from its checkpoint, not from zero
     assert json.loads((out / "training.json").read_text())["unet_steps"] == 3

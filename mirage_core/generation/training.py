@@ -16,7 +16,8 @@ so training can be stopped and resumed over several stretches of time; `--steps`
 Without a work checkpoint the VAE and UNet stages continue from the weights in the output folder when there
 are any (the committed checkpoint, with its step count from `training.json`; the optimiser starts afresh),
 else from scratch; the LCM-LoRA is distilled afresh from the current UNet, and a UNet that trains further
-drops the LoRA distilled from its earlier self. Only the training split of `mirage_core.splits` is used.
+drops the LoRA distilled from its earlier self; more VAE training under a trained UNet is refused (it would
+move the UNet's latent space). Only the training split of `mirage_core.splits` is used.
 """
 
 from __future__ import annotations
@@ -435,6 +436,17 @@ def _forget_distillation(out_dir: Path, work_dir: Path, report: dict, log: Log) 
         log("the UNet trains further: its old LCM-LoRA is removed until the 'lcm' stage distils it again")
 
 
+def _refuse_to_strand_the_unet(out_dir: Path, work_dir: Path) -> None:
+    """More VAE training moves the latent space under a UNet trained in it, which would then draw noise.
+    Unlike a stale LCM-LoRA (cheap to distil again), a UNet is hours of work, so it is never removed: the
+    new VAE goes into a fresh folder, whose UNet can start from this one (`--unet-from`)."""
+    if (out_dir / "unet").exists() or _Checkpoint(work_dir, "unet").path.exists():
+        raise MirageError(
+            f"{out_dir} holds a UNet trained on its VAE's latents; training that VAE further would leave the "
+            f"UNet unusable. Train the new VAE into another --out (and --work) folder, with --unet-from {out_dir} "
+            f"to start its UNet from this one")
+
+
 def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequence[str] = STAGES,
                     steps: dict[str, int] | None = None, device: str = "cpu", log: Log | None = None,
                     config: dict | None = None, unet_from: Path | None = None) -> dict:
@@ -455,9 +467,12 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch_device = torch.device(device)
-    data = prepare_data(train_records, encoder, config["resolution"], work_dir, log)
     report_path = out_dir / "training.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    totals = {stage: (steps or {}).get(stage) or config["train"][f"{stage}_steps"] for stage in stages}
+    if totals.get("vae", 0) > int(report.get("vae_steps") or 0):
+        _refuse_to_strand_the_unet(out_dir, work_dir)
+    data = prepare_data(train_records, encoder, config["resolution"], work_dir, log)
     report.update({"corpus": corpus.name, "train_images": int(len(data["ids"])),
                    "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint})
     def record(update: dict) -> None:
@@ -466,10 +481,9 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
         report.update(update)
         write_json(report_path, report)
 
-    steps = steps or {}
     for stage in STAGES:
         if stage in stages:
-            total = steps.get(stage) or config["train"][f"{stage}_steps"]
+            total = totals[stage]
             done = int(report.get(f"{stage}_steps") or 0)
             if stage == "vae":  # the VAE publishes its weights only once finished
                 result = train_vae(data, config, out_dir, work_dir, total, torch_device, log, done=done)
