@@ -348,8 +348,6 @@ def fine_tune_open_clip(
 ) -> dict:
     """Fine-tune the projections and last transformer blocks of an open_clip model (InfoNCE), then save
     it as a `local-dir:` checkpoint that `open_clip:local-dir:OUT` loads."""
-    from safetensors.torch import save_file
-
     from .encoders.openclip import OpenClipEncoder
     from .evaluation import recall_metrics
 
@@ -392,13 +390,8 @@ def fine_tune_open_clip(
     )
     if model_config is None:
         raise MirageError(f"cannot save a fine-tuned '{spec}': its architecture config is unknown to open_clip")
-    staging = out_dir / ".staging"
-    staging.mkdir(exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "open_clip_model.safetensors"))
-    (staging / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_config, "preprocess_cfg": {}}))
-    for item in staging.iterdir():
-        item.replace(out_dir / item.name)
-    staging.rmdir()
+    _save_safetensors(model.state_dict(), out_dir / "open_clip_model.safetensors")
+    write_json(out_dir / "open_clip_config.json", {"model_cfg": model_config, "preprocess_cfg": {}})
     report = {
         "encoder": f"open_clip:local-dir:{out_dir}", "weights": str(out_dir / "open_clip_model.safetensors"),
         "base": spec, "train_pairs": len(pairs), "epochs": epochs, "seconds": round(time.time() - started, 1),
