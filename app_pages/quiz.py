@@ -22,6 +22,7 @@ from mirage_core.quiz.packs import dump_pack
 
 KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Caption → image", "modality": "Modality",
               "region": "Body region", "arithmetic": "Latent arithmetic"}
+ANSWER_MARK = " :green[:material/check_circle: **answer**]"  # an icon font: emoji draw as boxes on many PCs
 
 encoder, index = ensure_index()
 store = get_progress_store()
@@ -47,18 +48,21 @@ def generate(n: int, kinds: list[str], difficulty: str, topic: str, seed: int | 
 
 def show_question(question, large: bool = False, reveal: bool = False) -> None:
     """The question's prompt and subject, and its options (images in a row, texts lettered)."""
-    st.markdown(f"### {question.prompt}" if large else f"**{question.prompt}**")
+    asked, quoted = question.prompt_parts
+    st.markdown(f"### {asked}" if large else f"**{asked}**")
+    if quoted:
+        st.markdown(f"> {quoted}")
     if question.kind in ("image_to_caption", "modality", "region"):
         show_record_image(index, question.subject_id, width=520 if large else 380)
     if question.options[0].record_id and question.kind in ("caption_to_image", "arithmetic"):
         columns = st.columns(len(question.options))
         for letter, option, column in zip(LETTERS, question.options, columns):
             with column:
-                st.markdown(f"**{letter}**" + (" ✅" if reveal and option == question.correct else ""))
+                st.markdown(f"**{letter}**" + (ANSWER_MARK if reveal and option == question.correct else ""))
                 show_record_image(index, option.record_id)
     else:
         for letter, option in zip(LETTERS, question.options):
-            mark = " ✅" if reveal and option == question.correct else ""
+            mark = ANSWER_MARK if reveal and option == question.correct else ""
             st.markdown(f"**{letter}.** {option.text}{mark}")
 
 
@@ -215,7 +219,7 @@ with instructor:
                 st.error(str(error))
     chosen = []
     for number, question in enumerate(st.session_state.get("pack_candidates", []), 1):
-        with st.expander(f"{number}. {KIND_NAMES[question.kind]} — {question.topic} — {question.prompt[:70]}"):
+        with st.expander(f"{number}. {KIND_NAMES[question.kind]} — {question.topic} — {question.summary()}"):
             show_question(question, reveal=True)
         if st.checkbox(f"Include question {number}", value=True, key=f"include-{question.id}"):
             chosen.append(question)

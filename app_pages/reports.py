@@ -62,7 +62,7 @@ with grounded_column:
     st.markdown(report.to_markdown().split("\n", 2)[2])
 if llm_column is not None:
     with llm_column:
-        st.markdown(f"#### ✍️ Written by a language model ({enrichment.model})")
+        st.markdown(f"#### :material/smart_toy: Written by a language model ({enrichment.model})")
         if enrichment.accepted:
             st.warning("Model-written text: it may be wrong. Check each claim against the numbered sources.",
                        icon=":material/smart_toy:")

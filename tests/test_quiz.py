@@ -98,6 +98,15 @@ def test_every_generated_question_is_sound(generated, quiz_index):
                 assert float(matrix[a] @ matrix[b]) <= NEAR_DUPLICATE
                 assert quiz_index.records[a].pmc_id != quiz_index.records[b].pmc_id
     assert 0 <= generator.rejected_share < 0.5
+    for question in questions:  # the one-line summary the instructor's candidate list shows
+        summary = question.summary(90)
+        assert "\n" not in summary and len(summary) <= 90 and summary.startswith("Which")
+        if question.kind == "caption_to_image":
+            caption = quiz_index.records[quiz_index.row_of(question.subject_id)].caption
+            assert " “" in summary and caption.split()[0] in summary
+            assert question.prompt_parts == ("Which image does this caption describe?", caption)
+        else:
+            assert question.prompt_parts == (question.prompt, "")
 
 
 def test_generation_is_deterministic_under_a_seed(quiz_index):

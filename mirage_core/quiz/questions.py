@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -66,6 +67,17 @@ class Question:
         options = [o.record_id or o.text for o in self.options]
         payload = json.dumps([self.kind, self.subject_id, self.expression, options])
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+    @property
+    def prompt_parts(self) -> tuple[str, str]:
+        """The question itself and the caption it quotes ("" when it quotes none), to lay out apart."""
+        question, _, quoted = self.prompt.partition("\n\n> ")
+        return question, quoted
+
+    def summary(self, width: int = 90) -> str:
+        """The prompt on one line, a quoted caption inline, shortened to `width` characters (for lists)."""
+        question, quoted = self.prompt_parts
+        return textwrap.shorten(f"{question} “{quoted}”" if quoted else question, width, placeholder="…")
 
     @property
     def card_id(self) -> str:
