@@ -106,8 +106,8 @@ def run_quiz(session: QuizSession) -> None:
     question = session.current
     st.progress(session.position / len(session.questions),
                 text=f"{session.title} — question {session.position + 1} of {len(session.questions)}")
-    show_question(question)
     result = session.answered_current
+    show_question(question, reveal=result is not None)
     if result is None:
         if session.hint_shown:
             st.info(f"Hint: {question.hint}")
