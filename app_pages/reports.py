@@ -59,7 +59,7 @@ if use_llm and not report.nothing_found:
 grounded_column, llm_column = st.columns(2) if enrichment is not None else (st.container(), None)
 with grounded_column:
     st.markdown("#### Grounded report")
-    st.markdown(report.to_markdown().split("\n", 2)[2])
+    st.markdown(report.to_markdown(level=4, title=False))
 if llm_column is not None:
     with llm_column:
         st.markdown(f"#### :material/smart_toy: Written by a language model ({enrichment.model})")

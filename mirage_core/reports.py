@@ -85,16 +85,19 @@ class Report:
     def statements(self) -> list[Statement]:
         return [s for s in (self.modality, self.region) if s] + self.findings + self.concepts
 
-    def to_markdown(self) -> str:
-        lines = [f"# MIRAGE report: {self.query}", "",
-                 "*Educational summary composed from retrieved real cases — not a diagnosis.*", ""]
+    def to_markdown(self, level: int = 1, title: bool = True) -> str:
+        """The report as a Markdown document; `level` is the title's heading level (sections one below) and
+        `title=False` leaves the title out, for a page that shows the report under a heading of its own."""
+        title_mark, section = "#" * level, "#" * (level + 1)
+        lines = [f"{title_mark} MIRAGE report: {self.query}", ""] if title else []
+        lines += ["*Educational summary composed from retrieved real cases — not a diagnosis.*", ""]
         if self.nothing_found:
             return "\n".join([*lines, self.nothing_found, ""])
-        lines += ["## Modality and region", ""]
+        lines += [f"{section} Modality and region", ""]
         lines += [f"- {s.cited()}" for s in (self.modality, self.region) if s]
-        lines += ["", "## Findings in similar cases", ""] + [f"- {s.cited()}" for s in self.findings]
-        lines += ["", "## Key concepts", ""] + [f"- {s.cited()}" for s in self.concepts]
-        lines += ["", "## Sources", ""]
+        lines += ["", f"{section} Findings in similar cases", ""] + [f"- {s.cited()}" for s in self.findings]
+        lines += ["", f"{section} Key concepts", ""] + [f"- {s.cited()}" for s in self.concepts]
+        lines += ["", f"{section} Sources", ""]
         for source in self.sources:
             article = f"[{source.pmc_id}]({source.article_url})" if source.article_url else "PMC article unknown"
             licence = f"[{source.licence}]({source.licence_url})" if source.licence_url else source.licence

@@ -35,6 +35,10 @@ def test_every_statement_cites_the_retrieved_cases(slice_index, lite_encoder):
     markdown = report.to_markdown()
     assert "not a diagnosis" in markdown and markdown.count("ncbi.nlm.nih.gov/pmc/articles/") == 6
     assert all(re.search(r"\[\d+\]$", line) for line in markdown.splitlines() if line.startswith("- "))
+    assert markdown.startswith("# MIRAGE report: chest x-ray") and "\n## Sources\n" in markdown
+    embedded = report.to_markdown(level=4, title=False)  # under a page's own heading: sections one level below
+    assert "MIRAGE report" not in embedded and "\n##### Sources\n" in embedded and "\n## " not in embedded
+    assert embedded.splitlines()[0].startswith("*Educational summary")
 
 
 def test_label_vote_names_the_majority_and_cites_its_cases():
