@@ -38,6 +38,7 @@ OPTIONS = 4
 NEAR_DUPLICATE = 0.97
 BAND_START = {"hard": 0, "medium": 15}
 ATTEMPTS_PER_QUESTION = 8
+QUOTE = "\n\n> "  # between a question and the caption it quotes (a Markdown block quote)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Question:
     @property
     def prompt_parts(self) -> tuple[str, str]:
         """The question itself and the caption it quotes ("" when it quotes none), to lay out apart."""
-        question, _, quoted = self.prompt.partition("\n\n> ")
+        question, _, quoted = self.prompt.partition(QUOTE)
         return question, quoted
 
     def summary(self, width: int = 90) -> str:
@@ -275,7 +276,7 @@ class Generator:
             return None
         options, answer = self._shuffle(self._option(subject), [self._option(r) for r in rows])
         record = self.index.records[subject]
-        return Question("caption_to_image", f"Which image does this caption describe?\n\n> {record.caption}",
+        return Question("caption_to_image", f"Which image does this caption describe?{QUOTE}{record.caption}",
                         options, answer, record.id, topic_of("modality", self._option(subject)), difficulty,
                         self._hint(subject))
 
