@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -113,6 +114,7 @@ from mirage_core.arithmetic import Term, dual_search
 from mirage_core.config import load_settings
 from mirage_core.encoders import create_encoder
 from mirage_core.index import load_index
+from mirage_core.bench import resident_split_mib
 from mirage_core.search import search_text
 settings = load_settings()
 encoder = create_encoder(settings.encoder, settings.device)
@@ -130,7 +132,8 @@ dual_ms = timed(lambda i: dual_search(index, encoder, Term(queries[i % len(queri
                                       [Term("soft tissue")], k=8))
 print(json.dumps({"cold_start_to_first_result_s": round(cold, 2), "warm_text_search_p50_ms": round(text_ms, 1),
                   "warm_dual_search_p50_ms": round(dual_ms, 1), "images": len(index),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                  "resident_now_mb": resident_split_mib()}))
 """
 
 
@@ -174,8 +177,6 @@ def bench_report(index: Index, encoder, settings, n: int = 50, with_llm: bool = 
 
     Each of the first n held-out records with a known modality queries the index with its caption, its own
     article left out; the report's modality is compared with the record's label."""
-    from pathlib import Path
-
     from .reports import grounded_report
     from .splits import split_records
 
@@ -234,6 +235,19 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def resident_split_mib() -> dict:
+    """This process's resident memory now, split (Linux; empty elsewhere): `anonymous` is its own data and
+    varies only with the code; `file_backed` is mapped libraries and files, shared with the page cache, so the
+    same code shows more or less of it depending on what the cache holds (a freshly installed torch: ~250 MB
+    more). The peak RSS figures include both."""
+    try:
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    except OSError:
+        return {}
+    fields = {"anonymous": "RssAnon", "file_backed": "RssFile"}
+    return {name: round(int(status[key].split()[0]) / 1024) for name, key in fields.items() if key in status}
+
+
 class ModalityYardstick:
     """The majority known modality among an image embedding's k nearest reference embeddings."""
 
@@ -260,8 +274,6 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     size corpus index. Each is also applied to the real held-out images, at 64 px and full size, which gives
     the yardstick's own ceiling.
     """
-    from pathlib import Path
-
     from PIL import Image
 
     from .generation import GenerationRequest, LiteGenerator
@@ -286,6 +298,7 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     result["speedup_vs_ddim_25"] = round(result["ddim-25"]["s_per_image"] / result["lcm-4"]["s_per_image"], 1)
     result["speedup_vs_ddim_50"] = round(result["ddim-50"]["s_per_image"] / result["lcm-4"]["s_per_image"], 1)
     result["peak_rss_lite_mib"] = round(_peak_rss_mib())  # the lite encoder and generator, sampling
+    result["resident_now_lite_mib"] = resident_split_mib()
 
     index = open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus)
     train, heldout = split_records(index.records)

@@ -1,5 +1,7 @@
 """The benchmark commands run and report what they promise (speed itself is measured, not asserted)."""
 
+import numpy as np
+
 from mirage_core import bench
 from mirage_core.corpus import Corpus
 
@@ -29,8 +31,6 @@ def test_bench_quiz_reports_time_and_rejections(lite_encoder, demo_slice):
 
 
 def test_modality_yardstick_votes_among_known_neighbours():
-    import numpy as np
-
     vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2]]  # two CT rows, two MRI rows, one unlabelled row
     yardstick = bench.ModalityYardstick(vectors, ["ct", "ct", "mri", "mri", "unknown"], k=3)
     assert yardstick(np.array([1, 0, 0.1, 0], dtype=np.float32)) == "ct"  # ct, ct, then one mri
@@ -38,3 +38,12 @@ def test_modality_yardstick_votes_among_known_neighbours():
     excluded = np.array([True, True, False, False, False])
     assert yardstick(np.array([1, 0, 0, 0], dtype=np.float32), excluded) == "mri"
     assert bench.ModalityYardstick(vectors[4:], ["unknown"], k=3)(vectors[4]) == "unknown"
+
+
+def test_resident_memory_is_split_into_own_data_and_mapped_files():
+    before = bench.resident_split_mib()
+    assert before["anonymous"] > 0 and before["file_backed"] > 0  # Linux: this process holds both
+    ballast = np.ones((64, 1024, 1024), dtype=np.uint8)  # 64 MiB of the process's own data
+    after = bench.resident_split_mib()
+    assert after["anonymous"] - before["anonymous"] >= 60 and abs(after["file_backed"] - before["file_backed"]) < 60
+    del ballast
