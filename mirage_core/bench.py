@@ -107,14 +107,14 @@ def bench_build(corpus: Corpus, n: int = 256, encoder=None) -> dict:
 
 
 _STARTUP_PROBE = """
-import json, resource, sys, time
+import json, sys, time
 started = time.perf_counter()
 import streamlit  # noqa: F401  (the app imports it before anything else)
 from mirage_core.arithmetic import Term, dual_search
 from mirage_core.config import load_settings
 from mirage_core.encoders import create_encoder
 from mirage_core.index import load_index
-from mirage_core.bench import resident_split_mib
+from mirage_core.bench import peak_rss_mib, resident_split_mib
 from mirage_core.search import search_text
 settings = load_settings()
 encoder = create_encoder(settings.encoder, settings.device)
@@ -132,7 +132,7 @@ dual_ms = timed(lambda i: dual_search(index, encoder, Term(queries[i % len(queri
                                       [Term("soft tissue")], k=8))
 print(json.dumps({"cold_start_to_first_result_s": round(cold, 2), "warm_text_search_p50_ms": round(text_ms, 1),
                   "warm_dual_search_p50_ms": round(dual_ms, 1), "images": len(index),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                  "peak_rss_mb": round(peak_rss_mib()),
                   "resident_now_mb": resident_split_mib()}))
 """
 
@@ -229,7 +229,7 @@ SD15_VAE = {
 }
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -297,7 +297,7 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
         result[name] = {"s_per_image": round(float(np.median(runs)), 3), "steps": steps, "guidance": guidance}
     result["speedup_vs_ddim_25"] = round(result["ddim-25"]["s_per_image"] / result["lcm-4"]["s_per_image"], 1)
     result["speedup_vs_ddim_50"] = round(result["ddim-50"]["s_per_image"] / result["lcm-4"]["s_per_image"], 1)
-    result["peak_rss_lite_mib"] = round(_peak_rss_mib())  # the lite encoder and generator, sampling
+    result["peak_rss_lite_mib"] = round(peak_rss_mib())  # the lite encoder and generator, sampling
     result["resident_now_lite_mib"] = resident_split_mib()
 
     index = open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus)

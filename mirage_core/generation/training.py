@@ -415,12 +415,10 @@ def _save_lora(out_dir: Path, layers: dict) -> None:
     `lora.down/up` style, and a file mixing both styles loads without its attention adapters."""
     from diffusers import StableDiffusionPipeline
 
-    temporary = out_dir / ".lora.tmp"
     layers = {name: tensor.half() for name, tensor in layers.items()}  # float16 on disk; loads into float32
-    StableDiffusionPipeline.save_lora_weights(temporary, unet_lora_layers=layers, weight_name=LORA_WEIGHT_NAME,
-                                              safe_serialization=True)
-    (temporary / LORA_WEIGHT_NAME).replace(out_dir / LORA_WEIGHT_NAME)
-    temporary.rmdir()
+    with atomic_path(out_dir / LORA_WEIGHT_NAME) as temporary:
+        StableDiffusionPipeline.save_lora_weights(temporary.parent, unet_lora_layers=layers,
+                                                  weight_name=temporary.name, safe_serialization=True)
 
 
 def _forget_distillation(out_dir: Path, work_dir: Path, report: dict, log: Log) -> None:
