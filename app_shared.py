@@ -153,10 +153,6 @@ def dual_search_vector() -> tuple[object, str] | None:
     return vector, label
 
 
-def show_error(error: MirageError) -> None:
-    st.error(str(error))
-
-
 def path_figure(picture):
     """Plotly figure of a `PathPicture`: grey corpus sample, the query's path as arrows, hits highlighted."""
     import plotly.graph_objects as go

@@ -139,10 +139,6 @@ class ProgressStore:
         return deleted
 
     # -- reading -----------------------------------------------------------------------------------------
-    def learners(self) -> list[str]:
-        with self._connect() as connection:
-            return [row[0] for row in connection.execute("SELECT DISTINCT learner FROM answers ORDER BY learner")]
-
     def answers(self, learner: str) -> list[Answer]:
         learner = check_learner(learner)
         with self._connect() as connection:
