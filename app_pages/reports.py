@@ -71,6 +71,8 @@ if llm_column is not None:
             st.caption(f"{speed.new_tokens} tokens in {speed.seconds:.1f} s ({speed.tokens_per_s:.1f} tokens/s)")
         else:
             st.info(f"The model's text was not shown: {enrichment.reason}. The grounded report stands.")
+            st.caption("Small offline models often fail these checks. A deployer can set a stronger model with "
+                       "`MIRAGE_LLM=hf:<repo id or folder>`.")
 
 markdown = report.to_markdown() + (enrichment.markdown_section() if enrichment is not None else "")
 st.download_button("Download the report (Markdown)", markdown, "mirage-report.md", "text/markdown")

@@ -6,8 +6,9 @@ Backends, chosen by a spec (`MIRAGE_LLM`, `--llm`):
   safetensors under the MIRAGE home so that later loads take seconds;
 - `hf:<repo id or folder>`: any transformers causal LM (e.g. `hf:microsoft/biogpt`, an instruction model).
 
-Whatever a model writes is checked before a student sees it (`check_text`): long enough, not looping, no
-citation of a source that does not exist, and no imaging modality other than the grounded report's. Text
+Whatever a model writes is checked before a student sees it (`check_text`): long enough, not looping, citing
+at least one of the cases and none that does not exist, and no imaging modality other than the grounded
+report's. Text
 that fails is replaced by the grounded report, and text that passes is always labelled as model-written.
 """
 
@@ -133,6 +134,8 @@ def check_text(text: str, report) -> str | None:
     if trigrams and len(set(trigrams)) / len(trigrams) < 0.6:
         return "it repeats itself"
     cited = {int(n) for n in CITATION.findall(text)}
+    if not cited:  # an explanation of these cases that points at none of them cannot be checked against them
+        return "it cites none of the cases"
     if cited - {s.number for s in report.sources}:
         return f"it cites a source that does not exist ({sorted(cited - {s.number for s in report.sources})})"
     if report.modality_label != UNKNOWN:

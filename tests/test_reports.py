@@ -135,6 +135,7 @@ GOOD = ("These chest radiographs [1] show the lungs and the heart shadow; case [
     ("Too short.", "too short"),
     ("the lung the lung the lung " * 10, "repeats itself"),
     (GOOD.replace("[2]", "[7]"), "does not exist"),
+    (GOOD.replace(" [1]", "").replace("case [2]", "the second"), "cites none of the cases"),
     (GOOD.replace("radiographs", "MRI images"), "names MRI"),
 ])
 def test_checks_reject_bad_model_text(text, reason):
