@@ -8,8 +8,8 @@ Backends, chosen by a spec (`MIRAGE_LLM`, `--llm`):
 
 Whatever a model writes is checked before a student sees it (`check_text`): long enough, not looping, citing
 at least one of the cases and none that does not exist, and no imaging modality other than the grounded
-report's. Text
-that fails is replaced by the grounded report, and text that passes is always labelled as model-written.
+report's. Text that fails is replaced by the grounded report, and text that passes is always labelled as
+model-written.
 """
 
 from __future__ import annotations
