@@ -87,8 +87,9 @@ if report.sources:
 
 if source == "Text query":
     st.markdown("#### Query enrichment")
-    st.caption("The query is expanded with related terms (from the language model when it is on, else from the "
-               "key concepts of its nearest cases), re-encoded, and the results re-ranked.")
+    st.caption("The query is expanded with related terms (from the language model when it is on, keeping only "
+               "terms the corpus uses; else from the key concepts of its nearest cases), re-encoded, and the "
+               "results re-ranked.")
     if st.button("Enrich the query and re-rank"):
         try:
             result = enrich_query(index, encoder, query, get_llm(settings.llm) if use_llm else None)

@@ -90,7 +90,7 @@ class BagOfWords:
         return normalise_rows(rows)
 
 
-def test_query_enrichment_re_ranks_towards_the_shared_concepts():
+def _liver_index() -> Index:
     def record(i, keywords):
         return Record(f"r{i}", f"r{i}.jpg", " ".join(keywords), keywords=tuple(keywords), pmc_id=f"PMC{i}")
 
@@ -98,7 +98,11 @@ def test_query_enrichment_re_ranks_towards_the_shared_concepts():
                record(4, ["lesion", "kidney"])]
     vectors = normalise_rows(np.array([[1.0, 0.6, 0, 0], [1.0, 0.9, 0, 0], [1.0, 0, 0.5, 0], [0.1, 1.0, 0, 0.5]],
                                       dtype=np.float32))
-    index = Index(vectors, vectors, records, {"fingerprint": "bag"})
+    return Index(vectors, vectors, records, {"fingerprint": "bag"})
+
+
+def test_query_enrichment_re_ranks_towards_the_shared_concepts():
+    index = _liver_index()
     result = enrich_query(index, BagOfWords(), "liver", k=4)
     assert result.method == "concepts" and result.expansion.split()[0] == "lesion"
     assert [h.record.id for h in result.before][0] == "r3"
@@ -152,6 +156,15 @@ def test_enrichment_accepts_good_text_and_falls_back_otherwise():
     assert not enrich_report(ScriptedModel(GOOD), nothing).accepted
     assert expand_query(ScriptedModel("pneumothorax, pleural line, chest drain"), "chest x-ray") == (
         "pneumothorax, pleural line, chest drain")
+
+
+def test_a_models_query_expansion_keeps_only_terms_the_corpus_uses():
+    index = _liver_index()
+    model = ScriptedModel("hepatic pneumotheral, lesion, kidney lesion")
+    result = enrich_query(index, BagOfWords(), "liver", llm=model)
+    assert result.method == "llm" and result.expansion == "lesion, kidney lesion"
+    invented = enrich_query(index, BagOfWords(), "liver", llm=ScriptedModel("pneumotheral, gallbladder"))
+    assert invented.method == "concepts" and invented.expansion.split()[0] == "lesion"  # nothing usable: concepts
 
 
 def test_a_transformers_model_loads_and_generates_deterministically(tiny_llm_dir):
