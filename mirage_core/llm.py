@@ -32,6 +32,7 @@ MIN_WORDS, MAX_WORDS = 15, 350
 SYSTEM = ("You are a radiology teacher writing for medical students. Use only the numbered cases you are given, "
           "cite them as [n], and never give a diagnosis for a patient.")
 CITATION = re.compile(r"\[(\d+)\]")
+LIST_MARK = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")  # "1. ", "2) ", "- ": small models answer with lists
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ def expand_query(llm: LanguageModel, query: str, max_new_tokens: int = 24) -> st
         text = llm.generate(prompt, max_new_tokens).text
     except (RuntimeError, ValueError):
         return ""
-    terms = [t.strip(" .;:-*\n") for t in re.split(r"[,\n]", text)]
+    lines = [line for line in text.splitlines() if not line.rstrip().endswith(":")]  # "Here are the terms:"
+    terms = [LIST_MARK.sub("", t).strip(" .;:-*") for line in lines for t in line.split(",")]
     terms = [t for t in terms if 2 < len(t) < 40 and t.lower() not in query.lower()]
     return ", ".join(dict.fromkeys(terms[:5]))

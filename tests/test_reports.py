@@ -156,6 +156,8 @@ def test_enrichment_accepts_good_text_and_falls_back_otherwise():
     assert not enrich_report(ScriptedModel(GOOD), nothing).accepted
     assert expand_query(ScriptedModel("pneumothorax, pleural line, chest drain"), "chest x-ray") == (
         "pneumothorax, pleural line, chest drain")
+    listed = "Here are the terms:\n1. Pneumothorax\n2) Chest X-ray\n- pleural line"
+    assert expand_query(ScriptedModel(listed), "chest x-ray") == "Pneumothorax, pleural line"
 
 
 def test_a_models_query_expansion_keeps_only_terms_the_corpus_uses():
