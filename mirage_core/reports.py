@@ -244,7 +244,7 @@ def expansion_from_concepts(index: Index, vector: np.ndarray, query: str, k: int
 
 def terms_the_corpus_uses(index: Index, expansion: str) -> str:
     """The comma-separated terms of a model's expansion whose every word occurs in the corpus. A misspelt or
-    invented term (SmolLM2 wrote "pneumotheral") would pull the query towards nothing a case talks about."""
+    invented term (SmolLM2 wrote "Pneumothroix") would pull the query towards nothing a case talks about."""
     kept = [term for term in expansion.split(", ")
             if (words := WORD.findall(term.lower())) and set(words) <= index.caption_words]
     return ", ".join(kept)
