@@ -54,15 +54,15 @@ def show_question(question, large: bool = False, reveal: bool = False) -> None:
         st.markdown(f"> {quoted}")
     if question.kind in ("image_to_caption", "modality", "region"):
         show_record_image(index, question.subject_id, width=520 if large else 380)
+    marks = [ANSWER_MARK if reveal and option == question.correct else "" for option in question.options]
     if question.options[0].record_id and question.kind in ("caption_to_image", "arithmetic"):
         columns = st.columns(len(question.options))
-        for letter, option, column in zip(LETTERS, question.options, columns):
+        for letter, option, mark, column in zip(LETTERS, question.options, marks, columns):
             with column:
-                st.markdown(f"**{letter}**" + (ANSWER_MARK if reveal and option == question.correct else ""))
+                st.markdown(f"**{letter}**{mark}")
                 show_record_image(index, option.record_id)
     else:
-        for letter, option in zip(LETTERS, question.options):
-            mark = ANSWER_MARK if reveal and option == question.correct else ""
+        for letter, option, mark in zip(LETTERS, question.options, marks):
             st.markdown(f"**{letter}.** {option.text}{mark}")
 
 

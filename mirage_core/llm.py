@@ -24,6 +24,7 @@ import torch
 
 from .errors import MirageError
 from .files import atomic_folder
+from .index import WORD
 from .labels import UNKNOWN, modalities_named
 
 DEFAULT_LLM = "smollm2"
@@ -178,8 +179,11 @@ def enrich_report(llm: LanguageModel, report, max_new_tokens: int = 160) -> Enri
     return Enrichment(generation.text, True, "", llm.name, generation)
 
 
-def expand_query(llm: LanguageModel, query: str, max_new_tokens: int = 24) -> str:
-    """A few related radiology terms for a search query (empty when the model gives nothing usable)."""
+def expand_query(llm: LanguageModel, query: str, max_new_tokens: int = 24,
+                 known_words: frozenset[str] | None = None) -> str:
+    """A few related radiology terms for a search query (empty when the model gives nothing usable). With
+    `known_words` (a corpus' vocabulary), only terms whose every word is known are kept: a misspelt or
+    invented term (SmolLM2 wrote "Pneumothroix") would pull the query towards nothing a case talks about."""
     prompt = (f"List 3 to 5 radiology terms closely related to this image search query, separated by commas, "
               f"nothing else.\nQuery: {query}")
     try:
@@ -189,4 +193,6 @@ def expand_query(llm: LanguageModel, query: str, max_new_tokens: int = 24) -> st
     lines = [line for line in text.splitlines() if not line.rstrip().endswith(":")]  # "Here are the terms:"
     terms = [LIST_MARK.sub("", t).strip(" .;:-*") for line in lines for t in line.split(",")]
     terms = [t for t in terms if 2 < len(t) < 40 and t.lower() not in query.lower()]
+    if known_words is not None:
+        terms = [t for t in terms if (words := WORD.findall(t.lower())) and set(words) <= known_words]
     return ", ".join(dict.fromkeys(terms[:5]))

@@ -242,14 +242,6 @@ def expansion_from_concepts(index: Index, vector: np.ndarray, query: str, k: int
     return " ".join(picked[:terms])
 
 
-def terms_the_corpus_uses(index: Index, expansion: str) -> str:
-    """The comma-separated terms of a model's expansion whose every word occurs in the corpus. A misspelt or
-    invented term (SmolLM2 wrote "Pneumothroix") would pull the query towards nothing a case talks about."""
-    kept = [term for term in expansion.split(", ")
-            if (words := WORD.findall(term.lower())) and set(words) <= index.caption_words]
-    return ", ".join(kept)
-
-
 def enrich_query(index: Index, encoder: Encoder, query: str, llm=None, k: int = 10, weight: float = 0.5
                  ) -> QueryEnrichment:
     """Expand the query, re-encode the expansion, and re-rank: normalise(q + weight · expansion)."""
@@ -260,7 +252,7 @@ def enrich_query(index: Index, encoder: Encoder, query: str, llm=None, k: int = 
     if llm is not None:
         from .llm import expand_query
 
-        expansion, method = terms_the_corpus_uses(index, expand_query(llm, text)), "llm"
+        expansion, method = expand_query(llm, text, known_words=index.caption_words), "llm"
     if not expansion:
         expansion, method = expansion_from_concepts(index, vector, text), "concepts"
     if not expansion:
