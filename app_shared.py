@@ -14,6 +14,7 @@ import streamlit as st
 
 from mirage_core.config import load_settings
 from mirage_core.corpus import Record
+from mirage_core.display import inert, link
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.generation import Generator, create_generator
@@ -70,7 +71,7 @@ def read_upload(uploaded) -> object | None:
     try:
         return open_image(uploaded.getvalue(), uploaded.name)
     except MirageError as error:
-        st.error(str(error))
+        st.error(inert(error))
         return None
 
 
@@ -111,10 +112,8 @@ def show_record_image(index: Index, record_id: str, width: int | str = "stretch"
 
 def source_line(record: Record) -> str:
     """'PMC id (linked) · licence (linked)' for a real image."""
-    parts = []
-    if record.article_url:
-        parts.append(f"[{record.pmc_id}]({record.article_url})")
-    parts.append(f"[{record.licence}]({record.licence_url})" if record.licence_url else record.licence)
+    parts = [link(record.pmc_id, record.article_url)] if record.article_url else []
+    parts.append(link(record.licence, record.licence_url))
     return " · ".join(parts)
 
 
@@ -133,9 +132,9 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
                     st.image(open_image(hit.record.image_path), width="stretch")
                 except MirageError:
                     st.warning("image unavailable")
-                st.caption(f"**{rank + 1}.** similarity {hit.score:.3f} · {hit.record.modality} · {hit.record.id}")
-                caption = hit.record.caption
-                st.markdown(caption if len(caption) <= 220 else caption[:217] + "…")
+                st.caption(f"**{rank + 1}.** similarity {hit.score:.3f} · {inert(hit.record.modality)} · "
+                           f"{inert(hit.record.id)}")
+                st.markdown(inert(hit.record.caption, limit=220))
                 st.markdown(source_line(hit.record))
                 if more_like_this and st.button("More like this", key=f"{key}-more-{hit.record.id}"):
                     st.session_state["similar_to"] = hit.record.id
@@ -149,7 +148,7 @@ def dual_search_vector() -> tuple[object, str] | None:
         st.info("Run a dual search first (Dual search page); its result vector is used here.")
         return None
     label = st.session_state.get("dual_label", "")
-    st.markdown(f"Vector from the Dual search page: **{label}**")
+    st.markdown(f"Vector from the Dual search page: **{inert(label)}**")
     return vector, label
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_shared import DISCLAIMER, ensure_index
+from mirage_core.display import inert
 from mirage_core.errors import MirageError
 
 st.set_page_config(page_title="MIRAGE", page_icon=":material/radiology:", layout="wide")
@@ -21,7 +22,7 @@ pages = st.navigation([
 try:
     encoder, index = ensure_index()
 except MirageError as error:
-    st.error(f"MIRAGE cannot start: {error}")
+    st.error(f"MIRAGE cannot start: {inert(error)}")
     st.stop()
 
 with st.sidebar:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app_shared import UPLOAD_TYPES, ensure_index, get_projection, path_figure, read_upload, show_hits
 from mirage_core.arithmetic import Term, concept_walk, dual_search
+from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.projection import CENTRING_NOTE, picture_of
 
@@ -54,14 +55,14 @@ k = st.slider("Results", 4, 16, 8, step=4)
 try:
     result = dual_search(index, encoder, Term(query, query_weight), subtract, add, k=k)
 except MirageError as error:
-    st.error(str(error))
+    st.error(inert(error))
     st.stop()
 st.session_state["dual_vector"] = result.composition.result
 st.session_state["dual_label"] = result.composition.expression()
 
 before, after = st.columns(2)
 with before:
-    st.subheader(f"Original: “{query}”")
+    st.subheader(f"Original: “{inert(query)}”")
     show_hits(result.original, key="original", columns=2, more_like_this=False)
 with after:
     st.subheader("After the arithmetic")
@@ -82,4 +83,4 @@ t = st.slider("Position", 0.0, 1.0, 0.5, 0.05, key="walk-t")
 try:
     show_hits(concept_walk(index, encoder, concept_a, concept_b, t), key="walk", more_like_this=False)
 except MirageError as error:
-    st.error(str(error))
+    st.error(inert(error))

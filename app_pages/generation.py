@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_shared import UPLOAD_TYPES, dual_search_vector, ensure_index, get_generator, read_upload, show_hits
+from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.generation import GenerationRequest
 from mirage_core.search import nearest_images
@@ -44,7 +45,7 @@ if submitted and condition is not None:
             neighbours = nearest_images(index, encoder, [s.image for s in images], 3)
             st.session_state["generated"] = list(zip(images, neighbours))
     except MirageError as error:
-        st.error(str(error))
+        st.error(inert(error))
 
 for number, (synthetic, nearest) in enumerate(st.session_state.get("generated", []), 1):
     with st.container(border=True):

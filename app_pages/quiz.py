@@ -6,6 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_shared import ensure_index, get_progress_store, show_record_image, source_line
+from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
 from mirage_core.quiz import (
@@ -49,9 +50,9 @@ def generate(n: int, kinds: list[str], difficulty: str, topic: str, seed: int | 
 def show_question(question, large: bool = False, reveal: bool = False) -> None:
     """The question's prompt and subject, and its options (images in a row, texts lettered)."""
     asked, quoted = question.prompt_parts
-    st.markdown(f"### {asked}" if large else f"**{asked}**")
+    st.markdown(f"### {inert(asked)}" if large else f"**{inert(asked)}**")
     if quoted:
-        st.markdown(f"> {quoted}")
+        st.markdown(f"> {inert(quoted)}")
     if question.kind in ("image_to_caption", "modality", "region"):
         show_record_image(index, question.subject_id, width=520 if large else 380)
     marks = [ANSWER_MARK if reveal and option == question.correct else "" for option in question.options]
@@ -63,7 +64,7 @@ def show_question(question, large: bool = False, reveal: bool = False) -> None:
                 show_record_image(index, option.record_id)
     else:
         for letter, option, mark in zip(LETTERS, question.options, marks):
-            st.markdown(f"**{letter}.** {option.text}{mark}")
+            st.markdown(f"**{letter}.** {inert(option.text)}{mark}")
 
 
 def explain(result) -> None:
@@ -76,20 +77,21 @@ def explain(result) -> None:
         st.error(f"Not quite — the answer is {LETTERS[question.answer]}.")
     record = index.records[index.row_of(question.subject_id)] if question.subject_id else None
     if record is not None:
-        st.markdown(f"**True caption** (by the article's authors): {record.caption}")
-        concepts = ", ".join(record.keywords[:12]) or "—"
-        st.markdown(f"**Labels:** {record.modality} · {record.region}  \n**Keywords:** {concepts}  \n"
-                    f"**UMLS concepts:** {', '.join(record.cuis[:10]) or '—'}")
+        st.markdown(f"**True caption** (by the article's authors): {inert(record.caption)}")
+        concepts = inert(", ".join(record.keywords[:12])) or "—"
+        st.markdown(f"**Labels:** {inert(record.modality)} · {inert(record.region)}  \n**Keywords:** {concepts}  \n"
+                    f"**UMLS concepts:** {inert(', '.join(record.cuis[:10])) or '—'}")
         st.markdown(f"**Source:** {source_line(record)}")
     if not result.correct:
         chosen = question.options[result.chosen]
         if chosen.record_id:
             other = index.records[index.row_of(chosen.record_id)]
-            st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** it is {other.modality} · {other.region}; its own "
-                        f"caption reads: “{other.caption}” ({source_line(other)})")
+            st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** it is {inert(other.modality)} · "
+                        f"{inert(other.region)}; its own caption reads: “{inert(other.caption)}” "
+                        f"({source_line(other)})")
         else:
             st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** this image is labelled "
-                        f"**{truth.text}**, not {chosen.text}.")
+                        f"**{inert(truth.text)}**, not {inert(chosen.text)}.")
 
 
 def run_quiz(session: QuizSession) -> None:
@@ -105,12 +107,12 @@ def run_quiz(session: QuizSession) -> None:
         return
     question = session.current
     st.progress(session.position / len(session.questions),
-                text=f"{session.title} — question {session.position + 1} of {len(session.questions)}")
+                text=f"{inert(session.title)} — question {session.position + 1} of {len(session.questions)}")
     result = session.answered_current
     show_question(question, reveal=result is not None)
     if result is None:
         if session.hint_shown:
-            st.info(f"Hint: {question.hint}")
+            st.info(f"Hint: {inert(question.hint)}")
         elif st.button("Show a hint", key="hint"):
             session.hint()
             st.rerun()
@@ -124,7 +126,7 @@ def run_quiz(session: QuizSession) -> None:
                     try:
                         session.answer(LETTERS.index(choice), store)
                     except MirageError as error:
-                        st.error(str(error))
+                        st.error(inert(error))
                     st.rerun()
     else:
         explain(result)
@@ -138,7 +140,7 @@ learner = st.text_input("Your nickname (progress is saved under it; no password)
 try:
     learner = check_learner(learner) if learner.strip() else ""
 except MirageError as error:
-    st.error(str(error))
+    st.error(inert(error))
     learner = ""
 st.session_state["learner"] = learner
 
@@ -163,7 +165,7 @@ with practice:
                 st.session_state["quiz"] = QuizSession(due + fresh, learner, "Practice")
                 st.rerun()
             except MirageError as error:
-                st.error(str(error))
+                st.error(inert(error))
         if not learner:
             st.caption("Without a nickname your answers are not saved.")
     else:
@@ -216,10 +218,11 @@ with instructor:
                 st.session_state["pack_candidates"] = generate(
                     candidates, pack_kinds, pack_difficulty, pack_topic, seed)
             except MirageError as error:
-                st.error(str(error))
+                st.error(inert(error))
     chosen = []
     for number, question in enumerate(st.session_state.get("pack_candidates", []), 1):
-        with st.expander(f"{number}. {KIND_NAMES[question.kind]} — {question.topic} — {question.summary()}"):
+        with st.expander(f"{number}. {KIND_NAMES[question.kind]} — {inert(question.topic)} — "
+                         f"{inert(question.summary())}"):
             show_question(question, reveal=True)
         if st.checkbox(f"Include question {number}", value=True, key=f"include-{question.id}"):
             chosen.append(question)
@@ -235,7 +238,8 @@ with instructor:
     if uploaded is not None:
         try:
             header, questions = parse_pack(uploaded.getvalue(), uploaded.name, index)
-            st.success(f"“{header['title']}” by {header['author'] or 'unknown'}: {len(questions)} questions.")
+            st.success(f"“{inert(header['title'])}” by {inert(header['author'] or 'unknown')}: "
+                       f"{len(questions)} questions.")
             left, right = st.columns(2)
             if left.button("Take this quiz", type="primary"):
                 st.session_state["quiz"] = QuizSession(questions, learner, header["title"])
@@ -245,7 +249,7 @@ with instructor:
                                                  "reveal": False}
                 st.rerun()
         except MirageError as error:
-            st.error(str(error))
+            st.error(inert(error))
 
 with presenter:
     show = st.session_state.get("presenter")
@@ -253,7 +257,7 @@ with presenter:
         st.info("Import a pack under *Instructor packs* and press *Present it*.")
     else:
         at = show["at"]
-        st.markdown(f"## {show['title']} · {at + 1} / {len(show['questions'])}")
+        st.markdown(f"## {inert(show['title'])} · {at + 1} / {len(show['questions'])}")
         show_question(show["questions"][at], large=True, reveal=show["reveal"])
         back, reveal, forward = st.columns(3)
         if back.button("◀ Previous", disabled=at == 0):
@@ -267,4 +271,4 @@ with presenter:
             st.rerun()
         if show["reveal"]:
             question = show["questions"][at]
-            st.markdown(f"## Answer: {LETTERS[question.answer]} — {question.correct.text[:200]}")
+            st.markdown(f"## Answer: {LETTERS[question.answer]} — {inert(question.correct.text, limit=200)}")

@@ -12,6 +12,7 @@ from app_shared import (
     show_record_image,
 )
 from mirage_core.config import load_settings
+from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.llm import Enrichment, enrich_report
 from mirage_core.reports import enrich_query, grounded_report
@@ -44,7 +45,7 @@ if query is None:
 try:
     report = grounded_report(index, encoder, query, k=k)
 except MirageError as error:
-    st.error(str(error))
+    st.error(inert(error))
     st.stop()
 
 use_llm = st.toggle(f"Also ask the local language model ({settings.llm}) to explain it", value=False)
@@ -54,7 +55,7 @@ if use_llm and not report.nothing_found:
         with st.spinner("The language model is writing (a minute or so on a CPU)…"):
             enrichment = enrich_report(get_llm(settings.llm), report)
     except MirageError as error:
-        st.error(str(error))
+        st.error(inert(error))
 
 grounded_column, llm_column = st.columns(2) if enrichment is not None else (st.container(), None)
 with grounded_column:
@@ -62,15 +63,15 @@ with grounded_column:
     st.markdown(report.to_markdown(level=4, title=False))
 if llm_column is not None:
     with llm_column:
-        st.markdown(f"#### :material/smart_toy: Written by a language model ({enrichment.model})")
+        st.markdown(f"#### :material/smart_toy: Written by a language model ({inert(enrichment.model)})")
         if enrichment.accepted:
             st.warning("Model-written text: it may be wrong. Check each claim against the numbered sources.",
                        icon=":material/smart_toy:")
-            st.markdown(enrichment.text)
+            st.markdown(inert(enrichment.text))
             speed = enrichment.generation
             st.caption(f"{speed.new_tokens} tokens in {speed.seconds:.1f} s ({speed.tokens_per_s:.1f} tokens/s)")
         else:
-            st.info(f"The model's text was not shown: {enrichment.reason}. The grounded report stands.")
+            st.info(f"The model's text was not shown: {inert(enrichment.reason)}. The grounded report stands.")
             st.caption("Small offline models often fail these checks. A deployer can set a stronger model with "
                        "`MIRAGE_LLM=hf:<repo id or folder>`.")
 
@@ -82,7 +83,7 @@ if report.sources:
     columns = st.columns(4)
     for source_case, column in zip(report.sources, columns * 4):
         with column:
-            st.caption(f"[{source_case.number}] {source_case.record_id}")
+            st.caption(f"\\[{source_case.number}\\] {inert(source_case.record_id)}")
             show_record_image(index, source_case.record_id)
 
 if source == "Text query":
@@ -94,7 +95,7 @@ if source == "Text query":
         try:
             result = enrich_query(index, encoder, query, get_llm(settings.llm) if use_llm else None)
             st.markdown(f"Expansion ({'language model' if result.method == 'llm' else 'key concepts'}): "
-                        f"**{result.expansion or 'none found'}**")
+                        f"**{inert(result.expansion) or 'none found'}**")
             before, after = st.columns(2)
             with before:
                 st.markdown("**Before**")
@@ -103,4 +104,4 @@ if source == "Text query":
                 st.markdown("**After**")
                 show_hits(result.after[:4], key="enrich-after", columns=2, more_like_this=False)
         except MirageError as error:
-            st.error(str(error))
+            st.error(inert(error))

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_shared import UPLOAD_TYPES, ensure_index, read_upload, show_hits
+from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES
 from mirage_core.search import embed_image, more_like_this, search_text
@@ -23,14 +24,14 @@ with st.sidebar:
 
 similar_to = st.session_state.get("similar_to")
 if similar_to:
-    st.subheader(f"More like {similar_to}")
+    st.subheader(f"More like {inert(similar_to)}")
     if st.button("Back to search"):
         del st.session_state["similar_to"]
         st.rerun()
     try:
         show_hits(more_like_this(index, similar_to, k), key="similar")
     except MirageError as error:
-        st.error(str(error))
+        st.error(inert(error))
     st.stop()
 
 by_text, by_image = st.tabs(["Text query", "Image query"])
@@ -49,7 +50,7 @@ with by_text:
                                licences=licences)
             show_hits(hits, key="text")
         except MirageError as error:
-            st.error(str(error))
+            st.error(inert(error))
 
 with by_image:
     uploaded = st.file_uploader("Upload a radiology image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES)
@@ -61,7 +62,7 @@ with by_image:
         with right:
             st.markdown("**Captions that describe it best** (written by the articles' authors)")
             for rank, hit in enumerate(index.search(vector, 5, target="captions"), 1):
-                st.markdown(f"{rank}. {hit.record.caption}  \n<small>similarity {hit.score:.3f} · "
-                            f"{hit.record.id}</small>", unsafe_allow_html=True)
+                st.markdown(f"{rank}\\. {inert(hit.record.caption)}")
+                st.caption(f"similarity {hit.score:.3f} · {inert(hit.record.id)}")
         st.markdown("**Similar images**")
         show_hits(index.search(vector, k, modalities=modalities, licences=licences), key="image")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from .errors import MirageError
@@ -114,14 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--image", metavar="PATH", help="condition on an image instead (lite profile)")
     generate.add_argument("--minus", action="append", default=[], metavar="TERM", help="dual-search term to subtract")
     generate.add_argument("--plus", action="append", default=[], metavar="TERM", help="dual-search term to add")
-    generate.add_argument("--profile", default="lite", help="'lite' (default), 'lite:FOLDER', 'sd' or 'sd:<repo id>'")
+    generate.add_argument("--profile", help="'lite', 'lite:FOLDER', 'sd' or 'sd:<repo id>' (default: MIRAGE_GENERATOR, "
+                          "else lite)")
     generate.add_argument("--n", type=int, default=2)
     generate.add_argument("--steps", type=int, default=4)
     generate.add_argument("--guidance", type=float, default=1.0)
     generate.add_argument("--sampler", default="lcm", help="lcm (default) or ddim (the undistilled model)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--size", type=int, help="sd only: side in px (multiple of 8, at most 768)")
-    generate.add_argument("--out", metavar="DIR", default="generated", help="folder for the PNG files")
+    generate.add_argument("--out", metavar="DIR", help="folder for the PNG files (default: a new generated/<time>)")
     _encoder_option(generate)
     generate.add_argument("--json", action="store_true")
 
@@ -241,6 +243,15 @@ def _parse_term(text: str):
     return Term(text, weight)
 
 
+def _check_modalities(names: list[str] | None) -> None:
+    """An unknown --modality would silently match nothing: name the ones that exist instead."""
+    from .labels import MODALITIES
+
+    unknown = [name for name in names or [] if name not in MODALITIES]
+    if unknown:
+        raise UsageError(f"unknown modality '{unknown[0]}'; choose from: {', '.join(MODALITIES)}")
+
+
 def cmd_build_index(args) -> int:
     from .encoders import create_encoder
     from .index import build_index, save_index
@@ -262,6 +273,7 @@ def cmd_search(args) -> int:
 
     if (args.query is None) == (args.image is None):
         raise UsageError("give either a text query or --image PATH")
+    _check_modalities(args.modality)
     settings = _settings(args)
     _check_corpus_exists(args, settings)
     encoder = create_encoder(settings.encoder, settings.device)
@@ -360,6 +372,8 @@ def cmd_report(args) -> int:
         raise UsageError("give either a text query or --image PATH")
     if not 1 <= args.k <= 50:
         raise UsageError("--k must be between 1 and 50")
+    if args.enrich and args.image:
+        raise UsageError("--enrich expands a text query's words; an image query has none (drop --enrich)")
     settings = _settings(args)
     _check_corpus_exists(args, settings)
     encoder = create_encoder(settings.encoder, settings.device)
@@ -411,7 +425,15 @@ def cmd_generate(args) -> int:
     if (args.prompt is None) == (args.image is None):
         raise UsageError("give either a text prompt or --image PATH")
     settings = _settings(args)
-    encoder = create_encoder(settings.encoder, settings.device) if args.profile.startswith("lite") else None
+    profile = args.profile or settings.generator
+    if (args.minus or args.plus or args.image) and not profile.startswith("lite"):
+        raise UsageError(f"the '{profile}' generator takes a text prompt only; --image, --minus and --plus need "
+                         "the lite generator, which is conditioned on MIRAGE's joint space")
+    out = Path(args.out) if args.out else Path("generated") / time.strftime("%Y%m%d-%H%M%S")
+    targets = [out / f"synthetic-{args.seed + i:06d}.png" for i in range(max(args.n, 0))]
+    if existing := [path for path in targets if path.exists()]:
+        raise UsageError(f"{existing[0]} exists: choose another --out or --seed (nothing is overwritten)")
+    encoder = create_encoder(settings.encoder, settings.device) if profile.startswith("lite") else None
     condition, label = (open_image(args.image), f"image {Path(args.image).name}") if args.image else (args.prompt, "")
     if args.minus or args.plus:
         from .arithmetic import compose
@@ -422,13 +444,11 @@ def cmd_generate(args) -> int:
     request = GenerationRequest(condition, n=args.n, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                 sampler=args.sampler, size=args.size, label=label)
     request.check()  # before loading the model: a wrong argument should not cost seconds
-    generator = create_generator(args.profile, encoder, settings.device)
+    generator = create_generator(profile, encoder, settings.device)
     images = generator.generate(request)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, synthetic in enumerate(images):
-        path = out / f"synthetic-{args.seed + i:06d}.png"
+    for path, synthetic in zip(targets, images):
         write_bytes(path, synthetic.png_bytes())
         written.append({"path": str(path), **synthetic.metadata})
     print(json.dumps(written, indent=2) if args.json else "\n".join(f"{w['path']}  ({w['Sampler']}, "
@@ -460,8 +480,6 @@ def cmd_train_generator(args) -> int:
 
 
 def cmd_quiz(args) -> int:
-    import time
-
     from .encoders import create_encoder
     from .quiz import KINDS, Generator, make_pack, save_pack
     from .quiz.packs import dump_pack

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ LICENCE_URLS = {
     "CC BY-ND": "https://creativecommons.org/licenses/by-nd/4.0/",
 }
 _PMC_RE = re.compile(r"PMC\d+")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -214,7 +216,6 @@ def _read_roco_split(folder: Path) -> Corpus:
     dlink_pmc = _read_roco_dlinks(folder / "dlinks.txt", figures)
 
     records = []
-    seen = set()
     for line in captions_file.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
@@ -223,10 +224,6 @@ def _read_roco_split(folder: Path) -> Corpus:
         if not sep or not record_id or not caption:
             skipped["malformed line in captions.txt"] += 1
             continue
-        if record_id in seen:
-            skipped["duplicate id"] += 1
-            continue
-        seen.add(record_id)
         pmc_id, licence = licences.get(record_id, ("", "unknown"))
         records.append(
             Record(
@@ -321,6 +318,11 @@ def _csv_rows(path: Path, skipped: Counter) -> list[list[str]]:
     return [row for row in rows if any(cell.strip() for cell in row)]
 
 
+def _pmc_id(text: str) -> str:
+    """'PMC123' from a cell, or '' when the cell is not a PMC id (it becomes part of a link)."""
+    return text.strip() if _PMC_RE.fullmatch(text.strip()) else ""
+
+
 def _read_csv_corpus(path: Path) -> Corpus:
     skipped: Counter = Counter()
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
@@ -341,7 +343,12 @@ def _read_csv_corpus(path: Path) -> Corpus:
         if len(row) <= max(image_col, caption_col) or not row[image_col].strip() or not row[caption_col].strip():
             skipped[f"malformed line in {path.name}"] += 1
             continue
-        image = (path.parent / row[image_col].strip()).resolve()
+        # Lexically, not through links: a link placed in the folder by its owner is theirs to trust,
+        # while '../x' or '/etc/x' in a cell would read any file on the server.
+        image = Path(os.path.normpath(path.parent.absolute() / row[image_col].strip()))
+        if not image.is_relative_to(path.parent.absolute()):
+            skipped["image path outside the corpus folder"] += 1
+            continue
         licence_col = extra.get("licence", extra.get("license"))
         records.append(
             Record(
@@ -349,7 +356,7 @@ def _read_csv_corpus(path: Path) -> Corpus:
                 image_path=str(image),
                 caption=row[caption_col].strip(),
                 licence=normalise_licence(row[licence_col]) if licence_col is not None else "unknown",
-                pmc_id=row[extra["pmc_id"]].strip() if "pmc_id" in extra else "",
+                pmc_id=_pmc_id(row[extra["pmc_id"]]) if "pmc_id" in extra else "",
             )
         )
     return Corpus(name=str(path), records=records, skipped=skipped)
@@ -367,9 +374,23 @@ def _image_readable(path: str) -> str | None:
     return None
 
 
+def safe_id(record_id: str) -> bool:
+    """True for an id that can name a file: letters, digits, '.', '_', '-', no '..', at most 128 characters.
+    Ids come from untrusted files and become file names (`images/<id>.jpg`), so '../x' or '/etc/x' never may."""
+    return bool(_SAFE_ID.fullmatch(record_id)) and ".." not in record_id
+
+
 def _finish(corpus: Corpus, licences: set[str] | None, check_images: bool) -> Corpus:
     kept = []
+    seen: set[str] = set()
     for record in corpus.records:
+        if not safe_id(record.id):
+            corpus.skipped["unsafe id"] += 1
+            continue
+        if record.id in seen:
+            corpus.skipped["duplicate id"] += 1
+            continue
+        seen.add(record.id)
         if licences is not None and record.licence not in licences:
             corpus.skipped["licence filtered"] += 1
             continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -27,10 +28,12 @@ from PIL import Image
 from .corpus import load_corpus
 from .errors import MirageError
 from .files import write_bytes, write_text
-from .images import open_image
+from .images import MAX_BYTES, open_image
 
 PMC_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pub/pmc/"
 MAX_SIDE = 512
+MAX_PACKAGE_BYTES = 2 * 1024**3  # the largest PMC article packages are a few hundred MB
+MAX_DOWNLOAD_SECONDS = 600.0  # one package, start to end: a server dripping bytes cannot hold a fetch forever
 METADATA_FILES = ("captions.txt", "keywords.txt", "cuis.txt", "semtypes.txt", "dlinks.txt")
 _PACKAGE_RE = re.compile(r"(?:ftp|https?)://[^/\s]+/pub/pmc/(\S+\.tar\.gz)")
 Progress = Callable[[int, int], None]
@@ -61,9 +64,13 @@ def package_paths(split_folder: Path) -> dict[str, tuple[str, str]]:
 def fetch_roco(
     source: str | Path, out: str | Path, split: str | None = None, licences: str | None = None,
     limit: int | None = None, base_url: str = PMC_BASE_URL, cache: str | Path | None = None,
-    progress: Progress | None = None, timeout: float = 60.0,
+    progress: Progress | None = None, timeout: float = 60.0, deadline: float = MAX_DOWNLOAD_SECONDS,
 ) -> FetchReport:
-    """Download up to `limit` images of a ROCO split (metadata at `source`) into `out` in ROCO's layout."""
+    """Download up to `limit` images of a ROCO split (metadata at `source`) into `out` in ROCO's layout.
+
+    `timeout` bounds each network read, `deadline` each package's whole download."""
+    if not re.match(r"https?://[^/\s]+", base_url or ""):
+        raise MirageError(f"--base-url must be an http(s) address, not '{base_url}'")
     corpus = load_corpus(source, split=split, licences=licences, check_images=False)
     split_folder = Path(corpus.name)
     links = package_paths(split_folder)
@@ -78,14 +85,15 @@ def fetch_roco(
     report = FetchReport(out=str(out))
     kept = []
     for number, record in enumerate(records, 1):
-        target = images / f"{record.id}.jpg"
+        target = images / f"{record.id}.jpg"  # ids passed corpus.safe_id, so this stays in `images`
         if target.exists():
             report.already_there += 1
             kept.append(record.id)
         else:
             package, figure = links[record.id]
             try:
-                archive = _download(base_url.rstrip("/") + "/" + package, cache / Path(package).name, timeout)
+                archive = _download(base_url.rstrip("/") + "/" + package, cache / Path(package).name, timeout,
+                                    deadline)
                 _save_figure(_extract(archive, figure), target)
                 report.fetched += 1
                 kept.append(record.id)
@@ -97,29 +105,40 @@ def fetch_roco(
     return report
 
 
-def _download(url: str, path: Path, timeout: float) -> Path:
+def _download(url: str, path: Path, timeout: float, deadline: float = MAX_DOWNLOAD_SECONDS) -> Path:
     """Download to `path` (kept as a cache), resuming a `.part` file with an HTTP Range request."""
     if path.exists():
         return path
     partial = path.with_name(path.name + ".part")
     offset = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    started = time.monotonic()
     with urllib.request.urlopen(request, timeout=timeout) as response:
         mode = "ab" if offset and response.status == 206 else "wb"  # a server that ignores Range restarts
+        written = offset if mode == "ab" else 0
         with open(partial, mode) as handle:
             for block in iter(lambda: response.read(1 << 16), b""):
+                written += len(block)
+                if written > MAX_PACKAGE_BYTES:
+                    raise MirageError(f"{Path(url).name} is larger than {MAX_PACKAGE_BYTES // 2**30} GB: not fetched")
+                if time.monotonic() - started > deadline:
+                    raise MirageError(f"{Path(url).name}: download took longer than {deadline:.0f} s; try again later")
                 handle.write(block)
     partial.replace(path)
     return path
 
 
 def _extract(archive: Path, figure: str) -> bytes:
+    """The figure's bytes; a member larger than an image may be (`MAX_BYTES`) is refused before it is read."""
     with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():
+        for member in tar:
             if member.isfile() and Path(member.name).name == figure:
+                if member.size > MAX_BYTES:
+                    raise MirageError(f"figure {figure} in {archive.name} declares {member.size / 1e6:.0f} MB: "
+                                      "too large for an image")
                 handle = tar.extractfile(member)
                 if handle is not None:
-                    return handle.read()
+                    return handle.read(MAX_BYTES + 1)
     raise MirageError(f"figure {figure} not in {archive.name}")
 
 

@@ -65,8 +65,14 @@ class Index:
         bias: np.ndarray | None = None,
     ):
         bias = np.zeros((2, len(images)), dtype=np.float32) if bias is None else bias
-        if images.shape != captions.shape or len(images) != len(records) or bias.shape != (2, len(images)):
+        if (images.ndim != 2 or images.shape != captions.shape or len(images) != len(records)
+                or bias.shape != (2, len(images))):
             raise MirageError("index parts disagree in size: rebuild it with `mirage build-index`")
+        if not (np.isfinite(images).all() and np.isfinite(captions).all() and np.isfinite(bias).all()):
+            raise MirageError("the index holds values that are not finite (NaN or ∞): rebuild it with "
+                              "`mirage build-index`")
+        if len({r.id for r in records}) != len(records):
+            raise MirageError("the index holds the same record id twice: rebuild it with `mirage build-index`")
         self.images = _read_only(images)
         self.captions = _read_only(captions)
         self._scan_copies = {"images": torch.from_numpy(self.images.astype(np.float16)),
@@ -274,14 +280,18 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
     manifest = _read_manifest(manifest_file)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise MirageError(f"the index at {folder} has format {manifest.get('format_version')}: rebuild it")
+    parts = {}
     try:
-        images = np.load(folder / "images.npy", allow_pickle=False)
-        captions = np.load(folder / "captions.npy", allow_pickle=False)
-        bias = np.load(folder / "bias.npy", allow_pickle=False)
-        with open(folder / "records.jsonl", encoding="utf-8") as handle:
+        for name in ("images", "captions", "bias"):
+            part = folder / f"{name}.npy"
+            parts[name] = np.load(part, allow_pickle=False)
+        part = folder / "records.jsonl"
+        with open(part, encoding="utf-8") as handle:
             records = [_record(json.loads(line)) for line in handle if line.strip()]
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        raise MirageError(f"the index at {folder} is damaged ({error}): rebuild it with `mirage build-index`") from None
+    except (OSError, ValueError, TypeError, KeyError, EOFError, AttributeError) as error:
+        raise MirageError(f"the index at {folder} is damaged ({part.name}: {error or type(error).__name__}): "
+                          "rebuild it with `mirage build-index`") from None
+    images, captions, bias = parts["images"], parts["captions"], parts["bias"]
     index = Index(images, captions, records, manifest, bias)
     if encoder is not None:
         index.check_encoder(encoder)
@@ -290,6 +300,8 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
 
 def _record(data: dict) -> Record:
     """A stored record; one saved before regions existed gets its labels derived afresh."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a line holds a {type(data).__name__}, not a record")
     record = Record.from_dict(data)
     return record if "region" in data else record.labelled()
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .display import inert
 from .errors import MirageError
 from .files import atomic_folder
 from .index import WORD
@@ -160,8 +161,9 @@ class Enrichment:
         """What a downloaded report adds for the model: its text, labelled, or why it was not shown."""
         if self.accepted:
             return (f"\n## Explanation written by a language model ({self.model})\n\n"
-                    f"*Model-written text: it may be wrong; check it against the numbered sources.*\n\n{self.text}\n")
-        return (f"\n## Language model ({self.model})\n\n*Its text was not shown: {self.reason}. "
+                    "*Model-written text: it may be wrong; check it against the numbered sources.*\n\n"
+                    f"{inert(self.text)}\n")
+        return (f"\n## Language model ({inert(self.model)})\n\n*Its text was not shown: {inert(self.reason)}. "
                 "The grounded report above stands.*\n")
 
 

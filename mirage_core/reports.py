@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from .display import inert, link
 from .encoders.base import Encoder, normalise_rows
 from .errors import QueryError
 from .index import WORD, Hit, Index
@@ -68,6 +69,10 @@ class Statement:
     def cited(self) -> str:
         return f"{self.text} {''.join(f'[{n}]' for n in self.sources)}"
 
+    def cited_markdown(self) -> str:
+        """`cited()` with the statement's words inert (they come from captions) and the numbers as text."""
+        return inert(self.cited())
+
 
 @dataclass
 class Report:
@@ -89,20 +94,20 @@ class Report:
         """The report as a Markdown document; `level` is the title's heading level (sections one below) and
         `title=False` leaves the title out, for a page that shows the report under a heading of its own."""
         title_mark, section = "#" * level, "#" * (level + 1)
-        lines = [f"{title_mark} MIRAGE report: {self.query}", ""] if title else []
+        lines = [f"{title_mark} MIRAGE report: {inert(self.query)}", ""] if title else []
         lines += ["*Educational summary composed from retrieved real cases — not a diagnosis.*", ""]
         if self.nothing_found:
             return "\n".join([*lines, self.nothing_found, ""])
         lines += [f"{section} Modality and region", ""]
-        lines += [f"- {s.cited()}" for s in (self.modality, self.region) if s]
-        lines += ["", f"{section} Findings in similar cases", ""] + [f"- {s.cited()}" for s in self.findings]
-        lines += ["", f"{section} Key concepts", ""] + [f"- {s.cited()}" for s in self.concepts]
+        lines += [f"- {s.cited_markdown()}" for s in (self.modality, self.region) if s]
+        lines += ["", f"{section} Findings in similar cases", ""] + [f"- {s.cited_markdown()}" for s in self.findings]
+        lines += ["", f"{section} Key concepts", ""] + [f"- {s.cited_markdown()}" for s in self.concepts]
         lines += ["", f"{section} Sources", ""]
         for source in self.sources:
-            article = f"[{source.pmc_id}]({source.article_url})" if source.article_url else "PMC article unknown"
-            licence = f"[{source.licence}]({source.licence_url})" if source.licence_url else source.licence
-            lines.append(f"{source.number}. {source.record_id} — {article}, {licence} (similarity "
-                         f"{source.similarity:.2f}): {source.caption}")
+            article = link(source.pmc_id, source.article_url) if source.article_url else "PMC article unknown"
+            lines.append(f"{source.number}. {inert(source.record_id)} — {article}, "
+                         f"{link(source.licence, source.licence_url)} (similarity {source.similarity:.2f}): "
+                         f"{inert(source.caption)}")
         return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,14 @@ def lite_encoder():
 
 
 @pytest.fixture(scope="session")
+def lite_index_dir(tmp_path_factory, demo_slice, lite_encoder) -> Path:
+    """An index of the 48-record demo slice built with the shipped lite encoder (treat as read-only)."""
+    from mirage_core.index import build_index, save_index
+
+    return save_index(build_index(demo_slice, lite_encoder), tmp_path_factory.mktemp("lite-index") / "index")
+
+
+@pytest.fixture(scope="session")
 def tiny_open_clip_dir(tmp_path_factory) -> Path:
     """A randomly initialised, tiny open_clip model saved as a local-dir: checkpoint."""
     import open_clip

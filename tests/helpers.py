@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 from PIL import Image
 
 
-def write_csv_slice(path: Path, records) -> Path:
+def link_images(folder: Path, records) -> list[str]:
+    """Links in `folder/images` to the records' images (a CSV corpus reads only inside its own folder);
+    returns their paths relative to `folder`."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    names = []
+    for record in records:
+        link = folder / "images" / Path(record.image_path).name
+        if not link.exists():
+            link.symlink_to(record.image_path)
+        names.append(f"images/{link.name}")
+    return names
+
+
+def write_csv_slice(path: Path, records, with_id: bool = True) -> Path:
     """A plain CSV corpus (id, image, caption, licence, pmc_id) of existing records' images."""
+    names = link_images(path.parent, records)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["id", "image", "caption", "licence", "pmc_id"])
-        for record in records:
-            writer.writerow([record.id, record.image_path, record.caption, record.licence, record.pmc_id])
+        writer.writerow(["id", "image", "caption", "licence", "pmc_id"][0 if with_id else 1:])
+        for record, name in zip(records, names):
+            row = [record.id, name, record.caption, record.licence, record.pmc_id]
+            writer.writerow(row[0 if with_id else 1:])
     return path
 
 
@@ -48,3 +64,8 @@ def write_roco_split(folder: Path, n: int = 4, with_images: bool = True) -> Path
         for i, rid in enumerate(ids):
             write_image(folder / "images" / f"{rid}.jpg", shade=40 + 50 * (i % 4))
     return folder
+
+
+def shown(markdown: str) -> str:
+    """What a Markdown string reads as once its backslash escapes are applied (see `display.inert`)."""
+    return re.sub(r"\\(.)", r"\1", markdown)

@@ -1,7 +1,7 @@
 """AppTest: drive each page of the dashboard with the real lite models on a small corpus slice."""
 
 import pytest
-from helpers import write_csv_slice
+from helpers import shown, write_csv_slice
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 180
@@ -73,7 +73,7 @@ def test_dual_search_presets_plot_and_walk(app_env):
     at = _app("app_pages/dual_search.py")
     at.selectbox[0].select("Chest X-ray − No foreign bodies + Pacemaker").run()
     assert not at.exception and not at.error
-    assert [s.value for s in at.subheader][:2] == ["Original: “Chest X-ray”", "After the arithmetic"]
+    assert [shown(s.value) for s in at.subheader][:2] == ["Original: “Chest X-ray”", "After the arithmetic"]
     assert len(at.get("plotly_chart")) == 1
     assert any("explain" in c.value for c in at.caption)
     walk_slider = next(s for s in at.slider if s.label == "Position")
@@ -113,7 +113,7 @@ def test_image_upload_finds_captions_and_similar_images(app_env):
     assert not at.exception and not at.error
     assert any("Captions that describe it best" in m.value for m in at.markdown)
     assert sum(c.value.startswith("**") for c in at.caption) == 12
-    assert app_env[0].id in "\n".join(c.value for c in at.caption)  # the image finds itself
+    assert app_env[0].id in shown("\n".join(c.value for c in at.caption))  # the image finds itself
 
 
 @pytest.mark.parametrize(

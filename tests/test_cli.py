@@ -1,4 +1,3 @@
-import csv
 import json
 import subprocess
 import sys
@@ -13,13 +12,7 @@ from mirage_core.cli import COMMANDS, main
 def small_corpus_csv(tmp_path, demo_slice, monkeypatch):
     """A CSV corpus of 16 demo images, and MIRAGE_HOME in a temporary folder."""
     monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
-    path = tmp_path / "pairs.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "caption", "licence", "pmc_id"])
-        for record in demo_slice.records[:16]:
-            writer.writerow([record.image_path, record.caption, record.licence, record.pmc_id])
-    return path
+    return write_csv_slice(tmp_path / "pairs.csv", demo_slice.records[:16], with_id=False)
 
 
 def test_every_command_has_help(capsys):
@@ -134,3 +127,33 @@ def test_report_and_generate_commands(small_corpus_csv, tmp_path, capsys):
     assert image.text["AI-generated"] == "true" and image.text["Seed"] == "4"
     assert main(["generate", "chest x-ray", "--minus", "chest x-ray", "--out", str(tmp_path / "gen")]) == 2
     assert "cancel out" in capsys.readouterr().err
+
+
+def test_user_mistakes_are_one_line_and_exit_2(small_corpus_csv, tmp_path, capsys, monkeypatch):
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("L", (16, 16), 90).save(image)
+    cases = [
+        (["search", "chest x-ray", "--modality", "xray", "--roco", str(small_corpus_csv)], "unknown modality 'xray'"),
+        (["report", "--image", str(image), "--enrich", "--roco", str(small_corpus_csv)], "--enrich"),
+        (["generate", "x", "--profile", "sd", "--minus", "bones"], "'sd' generator takes a text prompt only"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    monkeypatch.setenv("MIRAGE_GENERATOR", "sd")  # the setting is read when --profile is not given
+    assert main(["generate", "x", "--plus", "bones"]) == 2
+    assert "'sd' generator" in capsys.readouterr().err
+
+
+def test_generate_never_overwrites_an_earlier_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "chest x-ray", "--n", "1", "--out", "run"]) == 0
+    first = (tmp_path / "run" / "synthetic-000000.png").read_bytes()
+    assert main(["generate", "hand x-ray", "--n", "1", "--out", "run"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "run" / "synthetic-000000.png").read_bytes() == first
+    assert main(["generate", "chest x-ray", "--n", "1"]) == 0  # no --out: a fresh folder under generated/
+    assert len(list((tmp_path / "generated").glob("*/synthetic-000000.png"))) == 1

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import shown
 from PIL import Image
 
 from mirage_core.corpus import Record
@@ -34,7 +35,7 @@ def test_every_statement_cites_the_retrieved_cases(slice_index, lite_encoder):
         assert finding.text in " ".join(captions[finding.sources[0]].split())
     markdown = report.to_markdown()
     assert "not a diagnosis" in markdown and markdown.count("ncbi.nlm.nih.gov/pmc/articles/") == 6
-    assert all(re.search(r"\[\d+\]$", line) for line in markdown.splitlines() if line.startswith("- "))
+    assert all(re.search(r"\[\d+\]$", shown(line)) for line in markdown.splitlines() if line.startswith("- "))
     assert markdown.startswith("# MIRAGE report: chest x-ray") and "\n## Sources\n" in markdown
     embedded = report.to_markdown(level=4, title=False)  # under a page's own heading: sections one level below
     assert "MIRAGE report" not in embedded and "\n##### Sources\n" in embedded and "\n## " not in embedded

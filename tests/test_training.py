@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import torch
+from helpers import write_csv_slice
 
 from mirage_core.cli import main
 from mirage_core.corpus import Corpus, Record
@@ -44,10 +45,7 @@ def test_train_encoder_writes_loadable_weights(demo_slice, tmp_path, capsys):
 
 def test_train_encoder_cli_reports_heldout(demo_corpus, tmp_path, capsys):
     records = demo_corpus.records[:150]
-    csv_path = tmp_path / "pairs.csv"
-    csv_path.write_text("image,caption,pmc_id\n" + "".join(
-        f"{r.image_path},\"{r.caption.replace(chr(34), chr(39))}\",{r.pmc_id}\n" for r in records
-    ))
+    csv_path = write_csv_slice(tmp_path / "pairs.csv", records, with_id=False)
     assert main(["train-encoder", "--roco", str(csv_path), "--out", str(tmp_path / "w"), "--epochs", "10",
                  "--cache", str(tmp_path / "cache"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -22,7 +22,30 @@ from .questions import KINDS, Question, validate
 PACK_FORMAT = 1
 MAX_PACK_BYTES = 5 * 1024 * 1024
 MAX_QUESTIONS = 500
+MAX_DEPTH = 8  # a pack is pack → questions → question → options → option: deeper nesting is never a pack
+MAX_BRACKETS = 200  # brackets in captions count too, so this bound is loose
+MAX_TEXT = 5_000  # characters of any one text field (a prompt quotes one caption)
 SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+TEXT_FIELDS = ("prompt", "subject_id", "topic", "difficulty", "hint", "expression")
+
+
+class _PackLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases and with a depth limit: `&a [*a, *a]` chains expand exponentially
+    (a 695-byte file became 400 MB), and a pack never needs to repeat a node by reference."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError("while reading a pack", None, "aliases (*name) are not allowed in a pack",
+                                       event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError("while reading a pack", None,
+                                           f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 class PackError(MirageError):
@@ -68,14 +91,25 @@ def parse_pack(data: bytes, name: str = "pack", index: Index | None = None) -> t
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise PackError(f"{name} is not a text file (a pack is JSON or YAML)") from None
+    if _bracket_depth(text) > MAX_BRACKETS:  # before a parser recurses into it
+        raise PackError(f"{name} is nested deeper than {MAX_DEPTH} levels: not a quiz pack")
     try:
-        pack = json.loads(text) if text.lstrip().startswith(("{", "[")) else yaml.safe_load(text)
+        pack = json.loads(text) if text.lstrip().startswith(("{", "[")) else yaml.load(text, Loader=_PackLoader)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise PackError(f"{name} is not valid JSON or YAML: {str(error).splitlines()[0]}") from None
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise PackError(f"{name} is not valid JSON or YAML: {problem}") from None
+    except (ValueError, RecursionError):  # e.g. an integer of 100,000 digits
+        raise PackError(f"{name} holds a value too large to be part of a quiz pack") from None
+    if _depth(pack) > MAX_DEPTH:
+        raise PackError(f"{name} is nested deeper than {MAX_DEPTH} levels: not a quiz pack")
     if not isinstance(pack, dict) or "mirage_pack" not in pack:
         raise PackError(f"{name} is not a MIRAGE quiz pack (no 'mirage_pack' field)")
-    if pack["mirage_pack"] != PACK_FORMAT:
-        raise PackError(f"{name} has pack format {pack['mirage_pack']!r}; this version reads format {PACK_FORMAT}")
+    if type(pack["mirage_pack"]) is not int or pack["mirage_pack"] != PACK_FORMAT:  # True == 1 in Python
+        raise PackError(f"{name} has pack format {str(pack['mirage_pack'])[:20]}; this version reads format "
+                        f"{PACK_FORMAT}")
+    for key in ("title", "author", "corpus"):
+        if pack.get(key) is not None and not isinstance(pack[key], str | int | float):
+            raise PackError(f"{name}: '{key}' must be text")
     items = pack.get("questions")
     if not isinstance(items, list) or not items:
         raise PackError(f"{name} has no questions")
@@ -87,9 +121,29 @@ def parse_pack(data: bytes, name: str = "pack", index: Index | None = None) -> t
             missing = [i for i in _image_ids(question) if i not in index]
             if missing:
                 raise PackError(f"{name}, question {number}: image {missing[0]} is not in this corpus")
-    header = {"title": str(pack.get("title") or "Untitled quiz"), "author": str(pack.get("author") or ""),
-              "corpus": str(pack.get("corpus") or "")}
+    header = {"title": str(pack.get("title") or "Untitled quiz")[:200], "author": str(pack.get("author") or "")[:200],
+              "corpus": str(pack.get("corpus") or "")[:1000]}
     return header, questions
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest bracket nesting of a text, brackets inside strings included (so only a coarse bound)."""
+    depth = deepest = 0
+    for character in text:
+        if character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def _question(item: object, number: int, name: str) -> Question:
@@ -106,6 +160,12 @@ def _question(item: object, number: int, name: str) -> Question:
         raise PackError(f"{where}: answer must be the number of the correct option (0-based)")
     if not isinstance(item.get("prompt"), str):
         raise PackError(f"{where}: prompt must be text")
+    for key in TEXT_FIELDS:
+        if key in item and not isinstance(item[key], str):
+            raise PackError(f"{where}: {key} must be text")
+    texts = [item.get(key) or "" for key in TEXT_FIELDS] + [str(v) for o in options for v in o.values()]
+    if any(len(text) > MAX_TEXT for text in texts):
+        raise PackError(f"{where}: a text field is longer than {MAX_TEXT:,} characters")
     allowed = {"text", "record_id", "modality", "region"}
     fields = {"kind", "prompt", "options", "answer", "subject_id", "topic", "difficulty", "hint", "expression"}
     try:
