@@ -22,7 +22,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check mirage_core tests app_pages app_shared.py streamlit_app.py
+	$(BIN)/ruff check mirage_core tests pages app_shared.py streamlit_app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -25,6 +25,14 @@ from mirage_core.projection import Projection, fit_projection
 from mirage_core.quiz import ProgressStore
 
 DISCLAIMER = "For education only — not for diagnosis."
+PAGES = [  # (script, title, icon): the navigation, drawn by `frame` on every page
+    ("pages/home.py", "Home", ":material/home:"),
+    ("pages/retrieval.py", "Retrieval", ":material/image_search:"),
+    ("pages/dual_search.py", "Dual search", ":material/calculate:"),
+    ("pages/quiz.py", "Quiz", ":material/school:"),
+    ("pages/generation.py", "Generation", ":material/palette:"),
+    ("pages/reports.py", "Reports", ":material/description:"),
+]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 
 
@@ -56,6 +64,27 @@ def ensure_index() -> tuple[Encoder, Index]:
         )
         bar.empty()
     return encoder, _load_index(str(folder), settings.encoder, settings.device)
+
+
+def frame() -> tuple[Encoder, Index]:
+    """What every page draws first — page config, the sidebar with the disclaimer and corpus — and the encoder
+    and index it works on. Each page calls it, so a page is whole however Streamlit reaches it."""
+    st.set_page_config(page_title="MIRAGE", page_icon=":material/radiology:", layout="wide")
+    with st.sidebar:  # drawn before the index, so a first start's embedding shows under a whole frame
+        st.markdown("### MIRAGE")
+        with st.container(key="mirage-nav"):
+            for path, title, icon in PAGES:
+                st.page_link(path, label=title, icon=icon)
+        st.warning(DISCLAIMER, icon=":material/warning:")
+        about = st.empty()
+    try:
+        encoder, index = ensure_index()
+    except MirageError as error:
+        st.error(f"MIRAGE cannot start: {inert(error)}")
+        st.stop()
+    corpus = " + ".join("/".join(Path(name).parts[-3:]) for name in index.manifest.get("corpus", "?").split(":"))
+    about.caption(f"Encoder: {inert(encoder.name)}  \nCorpus: …/{inert(corpus)} · {len(index):,} images")
+    return encoder, index
 
 
 def get_projection() -> Projection:
@@ -138,7 +167,7 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
                 st.markdown(source_line(hit.record))
                 if more_like_this and st.button("More like this", key=f"{key}-more-{hit.record.id}"):
                     st.session_state["similar_to"] = hit.record.id
-                    st.switch_page("app_pages/retrieval.py")
+                    st.switch_page("pages/retrieval.py")
 
 
 def dual_search_vector() -> tuple[object, str] | None:

@@ -30,8 +30,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _corpus_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument("--roco", metavar="DIR", required=required,
-                        help="corpus: a ROCO split folder, a ROCO root (with --split), a ROCOv2 folder or a CSV")
+    parser.add_argument("--roco", metavar="DIR", required=required, action="append",
+                        help="corpus: a ROCO split folder, a ROCO root (with --split), a ROCOv2 folder or a CSV; "
+                             "repeat it to use several corpora as one")
     parser.add_argument("--split", help="split of a ROCO/ROCOv2 root, e.g. test")
     parser.add_argument("--licences", help="keep only these licences, e.g. 'CC BY,CC0'")
 
@@ -171,7 +172,8 @@ def _settings(args):
     from .config import load_settings
 
     return load_settings().with_overrides(
-        encoder=getattr(args, "encoder", None), corpus=getattr(args, "roco", None),
+        encoder=getattr(args, "encoder", None),
+        corpus=os.pathsep.join(args.roco) if getattr(args, "roco", None) else None,
         split=getattr(args, "split", None), licences=getattr(args, "licences", None),
         device=getattr(args, "device", None),
     )
@@ -195,10 +197,14 @@ def _progress(label: str):
 
 def _check_corpus_exists(args, settings) -> None:
     """Fail on a mistyped corpus path before spending seconds loading models."""
+    from .corpus import corpus_paths
     from .errors import CorpusError
 
-    if not getattr(args, "index", None) and not Path(settings.corpus).expanduser().exists():
-        raise CorpusError(f"corpus not found: {settings.corpus}")
+    if getattr(args, "index", None):
+        return
+    for path in corpus_paths(settings.corpus):
+        if not path.exists():
+            raise CorpusError(f"corpus not found: {path}")
 
 
 def _open_index(args, settings, encoder):
@@ -351,7 +357,9 @@ def cmd_train_encoder(args) -> int:
 def cmd_fetch_roco(args) -> int:
     from .fetch import PMC_BASE_URL, fetch_roco
 
-    report = fetch_roco(args.roco, args.out, split=args.split, licences=args.licences, limit=args.limit,
+    if len(args.roco) != 1:
+        raise UsageError("fetch-roco reads one ROCO split's metadata: give --roco once")
+    report = fetch_roco(args.roco[0], args.out, split=args.split, licences=args.licences, limit=args.limit,
                         base_url=args.base_url or PMC_BASE_URL, progress=_progress("fetching"))
     summary = {"fetched": report.fetched, "already_there": report.already_there, "failed": dict(report.failed),
                "out": report.out}
@@ -384,7 +392,7 @@ def cmd_report(args) -> int:
     if args.llm is not None:
         from .llm import create_llm, enrich_report
 
-        llm = create_llm(args.llm or settings.llm, Path(settings.home) / "llm", settings.device)
+        llm = create_llm(args.llm or settings.llm or "smollm2", Path(settings.home) / "llm", settings.device)
         enrichment = enrich_report(llm, report)
     if args.enrich and args.query:
         query_enrichment = enrich_query(index, encoder, args.query, llm)

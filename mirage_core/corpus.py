@@ -21,6 +21,7 @@ import dataclasses
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,38 @@ def parse_licence_filter(spec: str | None) -> set[str] | None:
         return None
     wanted = {normalise_licence(part) for part in spec.split(",") if part.strip()}
     return wanted or None
+
+
+def corpus_paths(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The folders or files of a corpus setting: one path, a list, or paths joined by ':' (os.pathsep)."""
+    items = [spec] if isinstance(spec, str | Path) else list(spec)
+    return [Path(part).expanduser() for item in items for part in str(item).split(os.pathsep) if part.strip()]
+
+
+def load_corpora(
+    spec: str | Path | Sequence[str | Path],
+    split: str | None = None,
+    licences: set[str] | str | None = None,
+    check_images: bool = True,
+) -> Corpus:
+    """Several corpora read as one (see `corpus_paths`); the licence filter applies to all, and an id seen in
+    an earlier corpus is skipped in a later one (counted as a duplicate)."""
+    paths = corpus_paths(spec)
+    if not paths:
+        raise CorpusError("no corpus given")
+    if len(paths) == 1:
+        return load_corpus(paths[0], split, licences, check_images)
+    parts = [load_corpus(path, split, licences, check_images) for path in paths]
+    records, seen, skipped = [], set(), Counter()
+    for part in parts:
+        skipped.update(part.skipped)
+        for record in part.records:
+            if record.id in seen:
+                skipped["duplicate id"] += 1
+                continue
+            seen.add(record.id)
+            records.append(record)
+    return Corpus(name=os.pathsep.join(part.name for part in parts), records=records, skipped=skipped)
 
 
 def load_corpus(

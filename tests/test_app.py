@@ -40,7 +40,7 @@ def test_home_shows_corpus_and_disclaimer(app_env):
 
 
 def test_text_search_shows_attributed_results(app_env):
-    at = _app("app_pages/retrieval.py")
+    at = _app("pages/retrieval.py")
     at.text_input[0].input("chest x-ray")
     at.button[0].click().run()  # the form's Search button
     assert not at.exception and not at.error
@@ -52,7 +52,7 @@ def test_text_search_shows_attributed_results(app_env):
 
 @pytest.mark.parametrize("query, message", [("   ", "empty"), ("x" * 5000, "limit")])
 def test_bad_queries_show_a_message(app_env, query, message):
-    at = _app("app_pages/retrieval.py")
+    at = _app("pages/retrieval.py")
     at.text_input[0].input(query)
     at.button[0].click().run()
     assert not at.exception
@@ -60,7 +60,7 @@ def test_bad_queries_show_a_message(app_env, query, message):
 
 
 def test_more_like_this(app_env):
-    at = _app("app_pages/retrieval.py")
+    at = _app("pages/retrieval.py")
     at.text_input[0].input("CT")
     at.button[0].click().run()
     more = next(b for b in at.button if b.label == "More like this")
@@ -70,7 +70,7 @@ def test_more_like_this(app_env):
 
 
 def test_dual_search_presets_plot_and_walk(app_env):
-    at = _app("app_pages/dual_search.py")
+    at = _app("pages/dual_search.py")
     at.selectbox[0].select("Chest X-ray − No foreign bodies + Pacemaker").run()
     assert not at.exception and not at.error
     assert [shown(s.value) for s in at.subheader][:2] == ["Original: “Chest X-ray”", "After the arithmetic"]
@@ -82,7 +82,7 @@ def test_dual_search_presets_plot_and_walk(app_env):
 
 
 def test_dual_search_cancelling_terms(app_env):
-    at = _app("app_pages/dual_search.py")
+    at = _app("pages/dual_search.py")
     at.text_input(key="(your own)-Add-0").input("").run()
     assert "empty" in at.error[0].value
     at.number_input(key="(your own)-Add-n").set_value(0).run()
@@ -107,7 +107,7 @@ def _dicom_without_pixels() -> bytes:
 
 
 def test_image_upload_finds_captions_and_similar_images(app_env):
-    at = _app("app_pages/retrieval.py")
+    at = _app("pages/retrieval.py")
     data = open(app_env[0].image_path, "rb").read()
     at.file_uploader[0].set_value(("scan.jpg", data, "image/jpeg")).run()
     assert not at.exception and not at.error
@@ -128,7 +128,7 @@ def test_image_upload_finds_captions_and_similar_images(app_env):
 def test_bad_uploads_show_a_message(app_env, name, make, message):
     import re
 
-    at = _app("app_pages/retrieval.py")
+    at = _app("pages/retrieval.py")
     at.file_uploader[0].set_value((name, make(app_env), "application/octet-stream")).run()
     assert not at.exception
     assert at.error and re.search(message, at.error[0].value)
@@ -136,7 +136,7 @@ def test_bad_uploads_show_a_message(app_env, name, make, message):
 
 def test_reports_page_text_report_llm_side_by_side_and_download(app_env, tiny_llm_dir, monkeypatch):
     monkeypatch.setenv("MIRAGE_LLM", f"hf:{tiny_llm_dir}")
-    at = _app("app_pages/reports.py")
+    at = _app("pages/reports.py")
     at.text_input[0].input("chest x-ray")
     next(b for b in at.button if b.label == "Write the report").click().run()
     assert not at.exception and not at.error
@@ -150,20 +150,22 @@ def test_reports_page_text_report_llm_side_by_side_and_download(app_env, tiny_ll
     assert not at.exception and any(m.value.startswith("Expansion") for m in at.markdown)
 
 
-def test_reports_page_says_when_nothing_is_relevant_and_reports_the_dual_vector(app_env):
-    at = _app("app_pages/reports.py")
+def test_reports_page_says_when_nothing_is_relevant_and_reports_the_dual_vector(app_env, monkeypatch):
+    monkeypatch.delenv("MIRAGE_LLM", raising=False)
+    at = _app("pages/reports.py")
     at.text_input[0].input("qwertyuiop zxcvbnm")
     next(b for b in at.button if b.label == "Write the report").click().run()
     assert not at.exception and "Nothing relevant found" in _markdown(at)
-    at.switch_page("app_pages/dual_search.py").run()
-    at.switch_page("app_pages/reports.py").run()
+    assert not at.toggle  # no language model is configured, so none is offered
+    at.switch_page("pages/dual_search.py").run()
+    at.switch_page("pages/reports.py").run()
     at.radio[0].set_value("Dual-search vector").run()
     assert not at.exception and "Vector from the Dual search page" in _markdown(at)
     assert "## Sources" in _markdown(at)
 
 
 def test_generation_page_draws_marked_images_beside_real_ones(app_env):
-    at = _app("app_pages/generation.py")
+    at = _app("pages/generation.py")
     at.slider[0].set_value(2)
     next(b for b in at.button if b.label == "Generate").click().run()
     assert not at.exception and not at.error

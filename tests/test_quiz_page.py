@@ -30,7 +30,7 @@ def quiz_env(tmp_path_factory, demo_corpus):
 def _quiz_page() -> AppTest:
     at = AppTest.from_file("../streamlit_app.py", default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("app_pages/quiz.py")
+    at.switch_page("pages/quiz.py")
     at.run()
     assert not at.exception, at.exception
     return at

@@ -31,10 +31,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, demo_corpus):
-    folder = tmp_path_factory.mktemp("e2e")
-    corpus = write_csv_slice(folder / "slice.csv", demo_corpus.records[:80])
+def _start_server(folder: Path, corpus: Path):
+    """`streamlit run` on a free port; yields its URL once healthy, and stops it afterwards."""
     port = _free_port()
     env = {**os.environ, "MIRAGE_CORPUS": str(corpus), "MIRAGE_HOME": str(folder / "home"), "HF_HUB_OFFLINE": "1"}
     log = open(folder / "streamlit.log", "w")
@@ -61,6 +59,32 @@ def server(tmp_path_factory, demo_corpus):
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory, demo_corpus):
+    folder = tmp_path_factory.mktemp("e2e")
+    yield from _start_server(folder, write_csv_slice(folder / "slice.csv", demo_corpus.records[:80]))
+
+
+HOSTILE_CAPTIONS = [
+    '<iframe srcdoc="<script>parent.alert(parent.document.cookie)</script>"></iframe> chest x-ray',
+    "<form><input type=password name=pw></form><style>body{display:none}</style> chest x-ray",
+    "![tracker](http://127.0.0.1:9/track.png) chest x-ray with a tracking image",
+    "chest x-ray costs $5 and $10 to read",
+    "# Heading chest x-ray :red[restyled] :material/warning:",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory, demo_corpus):
+    """A corpus whose captions try HTML, scripts, styles, images, math and Streamlit directives."""
+    import dataclasses
+
+    folder = tmp_path_factory.mktemp("e2e-hostile")
+    records = [dataclasses.replace(record, caption=HOSTILE_CAPTIONS[i % len(HOSTILE_CAPTIONS)])
+               for i, record in enumerate(demo_corpus.records[:30])]
+    yield from _start_server(folder, write_csv_slice(folder / "slice.csv", records))
+
+
+@pytest.fixture(scope="module")
 def page(server):
     from playwright.sync_api import sync_playwright
 
@@ -71,6 +95,29 @@ def page(server):
         page.set_default_timeout(120_000)
         yield page
         browser.close()
+
+
+PAGE_TITLES = ["Home", "Retrieval", "Dual search", "Quiz", "Generation", "Reports"]
+
+
+def _shows_frame_and_navigation(page) -> None:
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.get_by_text("not for diagnosis", exact=False).wait_for()
+    nav = page.locator(".st-key-mirage-nav")
+    nav.wait_for()
+    assert page.locator("[data-testid='stSidebarNav']").count() == 0  # no second list named by file names
+    for title in PAGE_TITLES:
+        assert nav.get_by_role("link", name=title).count() == 1, title
+
+
+def test_a_deep_link_is_the_first_request_after_start(server, page):
+    """The first page ever served by this server is /retrieval: whole (frame, sidebar), working, navigable."""
+    page.goto(f"{server}/retrieval")
+    _shows_frame_and_navigation(page)
+    page.get_by_label("Describe what you want to see").fill("chest x-ray")
+    page.get_by_role("button", name="Search").click()
+    page.locator("[data-testid='stImage'] img").nth(11).wait_for()
+    page.screenshot(path=str(ARTIFACTS / "deep_link_retrieval.png"))
 
 
 def test_text_search(server, page):
@@ -109,3 +156,35 @@ def test_quiz_answers_one_question(server, page):
     page.get_by_text("True caption", exact=False).or_(page.get_by_text("is labelled", exact=False)).first.wait_for()
     assert page.get_by_text("Right —", exact=False).count() + page.get_by_text("Not quite", exact=False).count() == 1
     page.screenshot(path=str(ARTIFACTS / "quiz.png"), full_page=True)
+
+
+def test_hostile_captions_render_as_text(hostile_server, page):
+    """The first request is /quiz (a deep link); then the captions of a hostile corpus, in result cards and in
+    the image query's caption list, show as the literal text the corpus holds: nothing runs or loads."""
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{hostile_server}/quiz")
+    _shows_frame_and_navigation(page)
+    page.goto(f"{hostile_server}/retrieval")
+    page.get_by_label("Describe what you want to see").fill("chest x-ray")
+    page.get_by_role("button", name="Search").click()
+    page.locator("[data-testid='stImage'] img").nth(11).wait_for()
+    page.get_by_role("tab", name="Image query").click()
+    page.locator("input[type='file']").set_input_files(_any_demo_image())
+    page.get_by_text("Captions that describe it best", exact=False).wait_for()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ARTIFACTS / "hostile_captions.png"), full_page=True)
+    assert page.locator("iframe[srcdoc], input[type='password'], form input, [data-testid='stMain'] h1 >> text=Heading"
+                        ).count() == 0
+    assert page.locator("[data-testid='stMain'] img[src*='track.png'], .katex").count() == 0
+    assert not any("track.png" in url for url in requests)
+    assert page.get_by_text("<iframe srcdoc=", exact=False).count() >= 1  # shown as text
+    assert page.get_by_text("$5 and $10", exact=False).count() >= 1
+    assert page.get_by_text(":red[restyled]", exact=False).count() >= 1
+    assert page.evaluate("getComputedStyle(document.body).display") != "none"
+
+
+def _any_demo_image() -> str:
+    from mirage_core.config import DEFAULT_CORPUS
+
+    return str(next((DEFAULT_CORPUS / "images").glob("*.jpg")))

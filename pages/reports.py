@@ -5,7 +5,7 @@ import streamlit as st
 from app_shared import (
     UPLOAD_TYPES,
     dual_search_vector,
-    ensure_index,
+    frame,
     get_llm,
     read_upload,
     show_hits,
@@ -17,7 +17,7 @@ from mirage_core.errors import MirageError
 from mirage_core.llm import Enrichment, enrich_report
 from mirage_core.reports import enrich_query, grounded_report
 
-encoder, index = ensure_index()
+encoder, index = frame()
 settings = load_settings()
 st.title("Reports")
 st.caption("A structured educational summary composed only from retrieved real cases; every statement cites "
@@ -48,7 +48,9 @@ except MirageError as error:
     st.error(inert(error))
     st.stop()
 
-use_llm = st.toggle(f"Also ask the local language model ({settings.llm}) to explain it", value=False)
+# The toggle is offered only where the deployment names a model worth asking (MIRAGE_LLM).
+use_llm = bool(settings.llm) and st.toggle(f"Also ask a language model ({inert(settings.llm)}) to explain it",
+                                           value=False)
 enrichment: Enrichment | None = None
 if use_llm and not report.nothing_found:
     try:
@@ -72,8 +74,6 @@ if llm_column is not None:
             st.caption(f"{speed.new_tokens} tokens in {speed.seconds:.1f} s ({speed.tokens_per_s:.1f} tokens/s)")
         else:
             st.info(f"The model's text was not shown: {inert(enrichment.reason)}. The grounded report stands.")
-            st.caption("Small offline models often fail these checks. A deployer can set a stronger model with "
-                       "`MIRAGE_LLM=hf:<repo id or folder>`.")
 
 markdown = report.to_markdown() + (enrichment.markdown_section() if enrichment is not None else "")
 st.download_button("Download the report (Markdown)", markdown, "mirage-report.md", "text/markdown")

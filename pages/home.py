@@ -5,9 +5,9 @@ from collections import Counter
 import plotly.express as px
 import streamlit as st
 
-from app_shared import DISCLAIMER, ensure_index
+from app_shared import DISCLAIMER, frame
 
-encoder, index = ensure_index()
+encoder, index = frame()
 
 st.title("MIRAGE")
 st.markdown(

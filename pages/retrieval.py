@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, ensure_index, read_upload, show_hits
+from app_shared import UPLOAD_TYPES, frame, read_upload, show_hits
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES
@@ -13,7 +13,7 @@ PRESETS = [
     "ultrasound of the gallbladder", "coronary angiography stenosis", "panoramic dental radiograph",
 ]
 
-encoder, index = ensure_index()
+encoder, index = frame()
 st.title("Retrieval")
 
 with st.sidebar:

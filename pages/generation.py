@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, dual_search_vector, ensure_index, get_generator, read_upload, show_hits
+from app_shared import UPLOAD_TYPES, dual_search_vector, frame, get_generator, read_upload, show_hits
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.generation import GenerationRequest
 from mirage_core.search import nearest_images
 
-encoder, index = ensure_index()
+encoder, index = frame()
 st.title("Generation")
 st.caption("Synthetic images drawn by a small diffusion model trained on the demo corpus, sampled by latent "
            "consistency in a few steps. They are marked SYNTHETIC, carry metadata saying so, and are for "

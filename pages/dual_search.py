@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, ensure_index, get_projection, path_figure, read_upload, show_hits
+from app_shared import UPLOAD_TYPES, frame, get_projection, path_figure, read_upload, show_hits
 from mirage_core.arithmetic import Term, concept_walk, dual_search
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
@@ -16,7 +16,7 @@ PRESETS = {
     ),
 }
 
-encoder, index = ensure_index()
+encoder, index = frame()
 st.title("Dual search")
 st.caption("v = normalise(w·query − Σ w·subtract + Σ w·add) — watch where the query moves.")
 

@@ -5,7 +5,7 @@ import random
 import plotly.express as px
 import streamlit as st
 
-from app_shared import ensure_index, get_progress_store, show_record_image, source_line
+from app_shared import frame, get_progress_store, show_record_image, source_line
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
@@ -25,7 +25,7 @@ KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Capt
               "region": "Body region", "arithmetic": "Latent arithmetic"}
 ANSWER_MARK = " :green[:material/check_circle: **answer**]"  # an icon font: emoji draw as boxes on many PCs
 
-encoder, index = ensure_index()
+encoder, index = frame()
 store = get_progress_store()
 st.title("Quiz")
 
