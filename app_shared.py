@@ -126,7 +126,7 @@ def _progress_store(path: str) -> ProgressStore:
 
 
 def get_progress_store() -> ProgressStore:
-    return _progress_store(str(load_settings().progress_db()))
+    return _progress_store(load_settings().progress_db())
 
 
 def show_record_image(index: Index, record_id: str, width: int | str = "stretch") -> None:

@@ -2,7 +2,7 @@
 
 Defaults work offline on this repository's machines (the lite encoder and the ROCO demo corpus beside the
 repository). A deployer overrides them with environment variables (`MIRAGE_ENCODER`, `MIRAGE_CORPUS`,
-`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`, `MIRAGE_LLM`,
+`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`, `MIRAGE_DATABASE_URL`, `MIRAGE_LLM`,
 `MIRAGE_GENERATOR`) or a `mirage.toml` at the repository root with the same keys in lower case
 (`encoder = "open_clip:hf-hub:…"`); environment variables win.
 """
@@ -28,6 +28,7 @@ class Settings:
     home: str = str(REPO_ROOT / ".mirage")
     device: str = "cpu"
     quiz_db: str = ""
+    database_url: str = ""  # postgresql://… for progress shared by replicas; else SQLite at progress_db()
     # No language model unless a deployment names one: the offline SmolLM2-135M is too weak for its text to pass
     # the report checks (it cited none of 20 held-out topics), and loading it costs 0.6 GB for nothing.
     llm: str = ""
@@ -41,9 +42,12 @@ class Settings:
         corpus_key = hashlib.sha1(f"{paths}|{self.split}|{self.licences}".encode())
         return Path(self.home) / "indexes" / f"{fingerprint}-{corpus_key.hexdigest()[:10]}"
 
-    def progress_db(self) -> Path:
-        """The quiz progress database: `quiz_db`, or `progress.sqlite` in the MIRAGE home folder."""
-        return Path(self.quiz_db) if self.quiz_db else Path(self.home) / "progress.sqlite"
+    def progress_db(self) -> str:
+        """The quiz progress database: `database_url`, else the SQLite file `quiz_db`, else `progress.sqlite`
+        in the MIRAGE home folder."""
+        if self.database_url:
+            return self.database_url
+        return str(Path(self.quiz_db) if self.quiz_db else Path(self.home) / "progress.sqlite")
 
     def generator_work_dir(self) -> Path:
         """Checkpoints and cached training data of `mirage train-generator`."""

@@ -20,6 +20,7 @@ from mirage_core.quiz import (
     parse_pack,
 )
 from mirage_core.quiz.packs import dump_pack
+from mirage_core.quiz.schedule import when_due
 
 KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Caption → image", "modality": "Modality",
               "region": "Body region", "arithmetic": "Latent arithmetic"}
@@ -177,6 +178,8 @@ with review:
     else:
         due = store.due_questions(learner)
         st.metric("Questions due", len(due))
+        if not due and (upcoming := store.next_due(learner)) is not None:
+            st.info(f"Next review {when_due(upcoming)}.")
         if due and st.button("Review them now", type="primary"):
             st.session_state["quiz"] = QuizSession(due, learner, "Review")
             st.rerun()

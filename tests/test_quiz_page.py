@@ -78,6 +78,7 @@ def test_a_quiz_from_start_to_score_and_progress_after_a_restart(quiz_env):
     restarted.text_input(key="learner_input").input("Ana").run()
     assert len(restarted.get("plotly_chart")) == 1
     assert restarted.get("metric")[0].proto.body == "0"  # the missed question returns in 10 minutes
+    assert any(i.value == "Next review in 10 minutes." for i in restarted.info)
     store = ProgressStore(quiz_env / "progress.sqlite")
     assert [a.correct for a in store.answers("Ana")] == [True, False, True]
     assert len(store.due_questions("Ana", at=now_utc() + timedelta(minutes=11))) == 1

@@ -3,7 +3,8 @@
 A card is a kind of question about one image. Each answer is graded 0–5 (`grade`): right → 5, right
 with the hint → 3, wrong → 1. Grades ≥ 3 grow the interval (1 day, 6 days, then × the ease factor);
 a miss resets the repetitions and brings the card back after `RELEARN_MINUTES`, later in the same sitting,
-then the next day. The ease factor follows SM-2's formula and never drops below 1.3.
+then the next day. The ease factor follows SM-2's formula and never drops below 1.3; an interval never grows
+past `MAX_INTERVAL_DAYS` (SM-2 alone reaches centuries after a dozen right answers, and the date overflows).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 MIN_EASE = 1.3
 START_EASE = 2.5
 RELEARN_MINUTES = 10
+MAX_INTERVAL_DAYS = 365.0  # a course-length horizon: what is known this well is reviewed once a year
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,18 @@ def review(card: Card, quality: int, now: datetime) -> Card:
     elif repetitions == 2:
         interval = 6.0
     else:
-        interval = round(card.interval_days * ease, 2)
+        interval = min(round(card.interval_days * ease, 2), MAX_INTERVAL_DAYS)
     return replace(card, ease=ease, interval_days=interval, repetitions=repetitions,
                    due=now + timedelta(days=interval))
+
+
+def when_due(due: datetime, now: datetime | None = None) -> str:
+    """'in 10 minutes', 'in 3 hours', 'in 6 days' or 'now': when a card returns, in a learner's words."""
+    seconds = (due - (now or datetime.now(due.tzinfo))).total_seconds()
+    if seconds <= 0:
+        return "now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"in {count} {unit}{'s' if count != 1 else ''}"
+    return "in under a minute"

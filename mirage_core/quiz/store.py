@@ -1,9 +1,12 @@
-"""Learners' progress in SQLite: every answer, and each card's spaced-repetition state.
+"""Learners' progress: every answer and each card's spaced-repetition state, on SQLite or PostgreSQL.
 
-One database file (path from settings, `MIRAGE_QUIZ_DB`), WAL journal with full sync, so that an answer is
-on disk once `record_answer` returns and a process killed mid-write loses nothing already recorded and
-never leaves the file corrupt. An answer and its card update are one transaction. Learners are nicknames
-(no passwords): this is a self-study log, not an account system.
+One schema in SQLAlchemy Core serves both engines: a local SQLite file (the offline default, WAL journal
+with full sync) or a PostgreSQL database that several app replicas share (`MIRAGE_DATABASE_URL`), which is
+what keeps progress across Community Cloud's reboots. An answer and its card update are one transaction,
+and the card is locked for it (SQLite: the transaction begins IMMEDIATE; PostgreSQL: SELECT … FOR UPDATE
+after making sure the row exists), so concurrent answers for one learner and card never lose an update.
+A newer version of MIRAGE migrates an older database in place (`MIGRATIONS`). Learners are nicknames (no
+passwords): this is a self-study log, not an account system.
 """
 
 from __future__ import annotations
@@ -12,47 +15,65 @@ import csv
 import io
 import json
 import re
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import MirageError
 from ..files import write_text
 from .questions import Question
 from .schedule import Card, grade, review
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS answers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    learner TEXT NOT NULL,
-    answered_at TEXT NOT NULL,
-    question_id TEXT NOT NULL,
-    card_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    difficulty TEXT NOT NULL,
-    subject_id TEXT NOT NULL,
-    chosen INTEGER NOT NULL,
-    correct INTEGER NOT NULL,
-    used_hint INTEGER NOT NULL,
-    question TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS answers_by_learner ON answers (learner, answered_at);
-CREATE TABLE IF NOT EXISTS cards (
-    learner TEXT NOT NULL,
-    card_id TEXT NOT NULL,
-    ease REAL NOT NULL,
-    interval_days REAL NOT NULL,
-    repetitions INTEGER NOT NULL,
-    lapses INTEGER NOT NULL,
-    due TEXT NOT NULL,
-    question TEXT NOT NULL,
-    PRIMARY KEY (learner, card_id)
-);
-"""
+metadata = sa.MetaData()
+answers_table = sa.Table(
+    "answers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("learner", sa.Text, nullable=False),
+    sa.Column("answered_at", sa.Text, nullable=False),
+    sa.Column("question_id", sa.Text, nullable=False),
+    sa.Column("card_id", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("difficulty", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.Text, nullable=False),
+    sa.Column("chosen", sa.Integer, nullable=False),
+    sa.Column("correct", sa.Integer, nullable=False),
+    sa.Column("used_hint", sa.Integer, nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Index("answers_by_learner", "learner", "answered_at"),
+)
+cards_table = sa.Table(
+    "cards", metadata,
+    sa.Column("learner", sa.Text, primary_key=True),
+    sa.Column("card_id", sa.Text, primary_key=True),
+    sa.Column("ease", sa.Float, nullable=False),
+    sa.Column("interval_days", sa.Float, nullable=False),
+    sa.Column("repetitions", sa.Integer, nullable=False),
+    sa.Column("lapses", sa.Integer, nullable=False),
+    sa.Column("due", sa.Text, nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+)
+version_table = sa.Table("mirage_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+
+def _create_v1(connection: sa.Connection) -> None:
+    """Version 1: the answers and cards tables (the layout of the first, SQLite-only releases)."""
+    answers_table.create(connection, checkfirst=True)
+    cards_table.create(connection, checkfirst=True)
+
+
+def _index_due_cards(connection: sa.Connection) -> None:
+    """Version 2: reviews look cards up by learner and due time."""
+    connection.execute(sa.text("CREATE INDEX IF NOT EXISTS cards_due ON cards (learner, due)"))
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1, _index_due_cards]  # index + 1 = version
+SCHEMA_VERSION = len(MIGRATIONS)
 NICKNAME = re.compile(r"^[\w .'-]{1,40}$")
 CSV_COLUMNS = ("answered_at", "kind", "topic", "difficulty", "subject_id", "prompt", "chosen_option",
                "correct_option", "correct", "used_hint")
@@ -83,93 +104,140 @@ class Answer:
     used_hint: bool
 
 
-class ProgressStore:
-    """Open (creating if needed) the progress database at `path`."""
+def database_url(target: str | Path) -> str:
+    """A SQLAlchemy URL: `postgresql://…` (driven by psycopg 3), `sqlite:///…`, or a plain file path."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().absolute()}"
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+class ProgressStore:
+    """Open (creating and migrating if needed) the progress database at `target`: a file path or a URL."""
+
+    def __init__(self, target: str | Path):
+        url = database_url(target)
+        self.url = sa.engine.make_url(url)
+        if self.url.get_backend_name() == "sqlite" and self.url.database:
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            with self._connect() as connection:
-                connection.executescript(SCHEMA)
-        except sqlite3.DatabaseError as error:
-            raise MirageError(f"the progress database {self.path} cannot be used: {error}") from error
+            self.engine = _engine(url)
+            self._migrate()
+        except SQLAlchemyError as error:
+            raise MirageError(f"the progress database {self.url.render_as_string(hide_password=True)} cannot be "
+                              f"used: {_reason(error)}") from None
+
+    @property
+    def where(self) -> str:
+        return self.url.render_as_string(hide_password=True)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=10)
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """One transaction; a database that is down or restarting becomes a clear, retryable MirageError."""
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            with connection:  # one transaction: commit on success, roll back on error
+            with self.engine.begin() as connection:
                 yield connection
-        finally:
-            connection.close()
+        except DBAPIError as error:
+            raise MirageError(f"the progress database is unavailable ({_reason(error)}); nothing was saved — "
+                              "try again in a moment") from None
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as connection:
+            version_table.create(connection, checkfirst=True)
+            row = connection.execute(sa.select(version_table.c.version)).first()
+            inspector = sa.inspect(connection)
+            version = row.version if row else (1 if inspector.has_table("answers") else 0)
+            if version > SCHEMA_VERSION:
+                raise MirageError(f"the progress database has schema {version}, newer than this MIRAGE "
+                                  f"({SCHEMA_VERSION}): upgrade MIRAGE")
+            for migration in MIGRATIONS[version:]:
+                migration(connection)
+            if row is None:
+                connection.execute(version_table.insert().values(version=SCHEMA_VERSION))
+            elif version < SCHEMA_VERSION:
+                connection.execute(version_table.update().values(version=SCHEMA_VERSION))
 
     # -- writing -----------------------------------------------------------------------------------------
     def record_answer(self, learner: str, question: Question, chosen: int, used_hint: bool = False,
                       at: datetime | None = None) -> Answer:
-        """Store the answer and reschedule its card, atomically; returns the answer."""
+        """Store the answer and reschedule its card in one transaction that holds the card's lock."""
         learner = check_learner(learner)
         at = at or now_utc()
         correct = chosen == question.answer
-        card = self.card(learner, question.card_id) or Card(question.card_id)
-        card = review(card, grade(correct, used_hint), at)
         payload = json.dumps(question.to_dict())
-        with self._connect() as connection:
-            connection.execute(
-                "INSERT INTO answers (learner, answered_at, question_id, card_id, kind, topic, difficulty, subject_id,"
-                " chosen, correct, used_hint, question) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (learner, _stamp(at), question.id, question.card_id, question.kind, question.topic,
-                 question.difficulty, question.subject_id, chosen, int(correct), int(used_hint), payload),
-            )
-            connection.execute(
-                "INSERT OR REPLACE INTO cards VALUES (?,?,?,?,?,?,?,?)",
-                (learner, card.card_id, card.ease, card.interval_days, card.repetitions, card.lapses,
-                 _stamp(card.due), payload),
-            )
+        fresh = Card(question.card_id)
+        with self._transaction() as connection:
+            insert = _insert(connection)(cards_table).values(
+                learner=learner, card_id=fresh.card_id, ease=fresh.ease, interval_days=fresh.interval_days,
+                repetitions=0, lapses=0, due=_stamp(at), question=payload)
+            connection.execute(insert.on_conflict_do_nothing())  # the row exists, so it can be locked
+            row = connection.execute(
+                sa.select(cards_table).where(cards_table.c.learner == learner,
+                                             cards_table.c.card_id == question.card_id).with_for_update()
+            ).one()
+            card = review(Card(row.card_id, row.ease, row.interval_days, row.repetitions, row.lapses),
+                          grade(correct, used_hint), at)
+            connection.execute(answers_table.insert().values(
+                learner=learner, answered_at=_stamp(at), question_id=question.id, card_id=question.card_id,
+                kind=question.kind, topic=question.topic, difficulty=question.difficulty,
+                subject_id=question.subject_id, chosen=chosen, correct=int(correct), used_hint=int(used_hint),
+                question=payload))
+            connection.execute(cards_table.update().where(
+                cards_table.c.learner == learner, cards_table.c.card_id == card.card_id).values(
+                ease=card.ease, interval_days=card.interval_days, repetitions=card.repetitions, lapses=card.lapses,
+                due=_stamp(card.due), question=payload))
         return Answer(at, question, chosen, correct, used_hint)
 
     def reset(self, learner: str) -> int:
         """Forget everything about a learner; returns how many answers were deleted."""
         learner = check_learner(learner)
-        with self._connect() as connection:
-            deleted = connection.execute("DELETE FROM answers WHERE learner = ?", (learner,)).rowcount
-            connection.execute("DELETE FROM cards WHERE learner = ?", (learner,))
+        with self._transaction() as connection:
+            deleted = connection.execute(answers_table.delete().where(answers_table.c.learner == learner)).rowcount
+            connection.execute(cards_table.delete().where(cards_table.c.learner == learner))
         return deleted
 
     # -- reading -----------------------------------------------------------------------------------------
     def answers(self, learner: str) -> list[Answer]:
         learner = check_learner(learner)
-        with self._connect() as connection:
+        columns = answers_table.c
+        with self._transaction() as connection:
             rows = connection.execute(
-                "SELECT answered_at, question, chosen, correct, used_hint FROM answers WHERE learner = ? ORDER BY id",
-                (learner,),
-            ).fetchall()
+                sa.select(columns.answered_at, columns.question, columns.chosen, columns.correct, columns.used_hint)
+                .where(columns.learner == learner).order_by(columns.id)
+            ).all()
         return [Answer(datetime.fromisoformat(at), Question.from_dict(json.loads(q)), chosen, bool(ok), bool(hint))
                 for at, q, chosen, ok, hint in rows]
 
     def card(self, learner: str, card_id: str) -> Card | None:
-        with self._connect() as connection:
-            row = connection.execute(
-                "SELECT card_id, ease, interval_days, repetitions, lapses, due FROM cards"
-                " WHERE learner = ? AND card_id = ?",
-                (learner, card_id),
-            ).fetchone()
+        with self._transaction() as connection:
+            row = connection.execute(sa.select(cards_table).where(
+                cards_table.c.learner == learner, cards_table.c.card_id == card_id)).first()
         if row is None:
             return None
-        return Card(row[0], row[1], row[2], row[3], row[4], datetime.fromisoformat(row[5]))
+        return Card(row.card_id, row.ease, row.interval_days, row.repetitions, row.lapses,
+                    datetime.fromisoformat(row.due))
 
     def due_questions(self, learner: str, at: datetime | None = None, limit: int = 50) -> list[Question]:
         """Questions whose cards are due (missed ones first, then the most overdue)."""
         learner = check_learner(learner)
         at = at or now_utc()
-        with self._connect() as connection:
+        columns = cards_table.c
+        with self._transaction() as connection:
             rows = connection.execute(
-                "SELECT question FROM cards WHERE learner = ? AND due <= ? ORDER BY repetitions, due LIMIT ?",
-                (learner, _stamp(at), limit),
-            ).fetchall()
-        return [Question.from_dict(json.loads(row[0])) for row in rows]
+                sa.select(columns.question).where(columns.learner == learner, columns.due <= _stamp(at))
+                .order_by(columns.repetitions, columns.due).limit(limit)
+            ).all()
+        return [Question.from_dict(json.loads(row.question)) for row in rows]
+
+    def next_due(self, learner: str) -> datetime | None:
+        """When the learner's earliest card falls due (None when they have no cards)."""
+        learner = check_learner(learner)
+        with self._transaction() as connection:
+            due = connection.execute(sa.select(sa.func.min(cards_table.c.due))
+                                     .where(cards_table.c.learner == learner)).scalar()
+        return datetime.fromisoformat(due) if due else None
 
     def mastery(self, learner: str) -> list[dict]:
         """Per topic and day: answers, share right, and the running share right up to that day."""
@@ -210,3 +278,35 @@ class ProgressStore:
         if path is not None:
             write_text(path, text, newline="")
         return text
+
+
+def _engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_settings(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None  # SQLAlchemy's BEGIN below, not pysqlite's deferred one
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(connection):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the card
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)  # a restarted server's dead connections are replaced
+
+
+def _insert(connection: sa.Connection):
+    """The dialect's INSERT (both know ON CONFLICT DO NOTHING)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _reason(error: Exception) -> str:
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
