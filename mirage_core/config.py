@@ -2,9 +2,9 @@
 
 Defaults work offline on this repository's machines (the lite encoder and the ROCO demo corpus beside the
 repository). A deployer overrides them with environment variables (`MIRAGE_ENCODER`, `MIRAGE_CORPUS`,
-`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`, `MIRAGE_DATABASE_URL`, `MIRAGE_LLM`,
-`MIRAGE_GENERATOR`) or a `mirage.toml` at the repository root with the same keys in lower case
-(`encoder = "open_clip:hf-hub:…"`); environment variables win.
+`MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`,
+`MIRAGE_DATABASE_URL`, `MIRAGE_LLM`, `MIRAGE_GENERATOR`) or a `mirage.toml` at the repository root with the
+same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variables win.
 """
 
 from __future__ import annotations
