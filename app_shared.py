@@ -17,9 +17,9 @@ from mirage_core.corpus import Record
 from mirage_core.display import inert, link
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
-from mirage_core.generation import Generator, create_generator
+from mirage_core.generation import ImageGenerator, create_generator
 from mirage_core.images import open_image
-from mirage_core.index import Hit, Index, load_index, open_or_build_index
+from mirage_core.index import Hit, Index, index_exists, load_index, open_or_build_index
 from mirage_core.llm import LanguageModel, create_llm
 from mirage_core.projection import Projection, fit_projection
 from mirage_core.quiz import ProgressStore
@@ -56,7 +56,7 @@ def ensure_index() -> tuple[Encoder, Index]:
     settings = load_settings()
     encoder = get_encoder(settings.encoder, settings.device)
     folder = settings.index_dir(encoder.fingerprint)
-    if not (folder / "manifest.json").exists():
+    if not index_exists(folder):
         bar = st.progress(0.0, text="First start: embedding the corpus (once)…")
         open_or_build_index(
             folder, encoder, settings.load_corpus,
@@ -111,11 +111,11 @@ def get_llm(spec: str) -> LanguageModel:
 
 
 @st.cache_resource(show_spinner="Loading the generator…")
-def _generator(profile: str, encoder_name: str, device: str) -> Generator:
+def _generator(profile: str, encoder_name: str, device: str) -> ImageGenerator:
     return create_generator(profile, get_encoder(encoder_name, device), device)
 
 
-def get_generator() -> Generator:
+def get_generator() -> ImageGenerator:
     settings = load_settings()
     return _generator(settings.generator, settings.encoder, settings.device)
 

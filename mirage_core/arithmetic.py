@@ -18,7 +18,7 @@ from PIL import Image
 from .encoders.base import Encoder
 from .errors import QueryError
 from .index import Hit, Index
-from .search import check_text
+from .query import as_unit_vector, check_query_text
 
 MIN_NORM = 1e-3
 
@@ -80,14 +80,7 @@ class DualSearchResult:
 
 
 def embed_term(encoder: Encoder, term: Term) -> np.ndarray:
-    if isinstance(term.value, str):
-        return encoder.encode_text([check_text(term.value, "term")])[0]
-    if isinstance(term.value, Image.Image):
-        return encoder.encode_image([term.value])[0]
-    vector = np.asarray(term.value, dtype=np.float32).reshape(-1)
-    if vector.shape[0] != encoder.dim:
-        raise QueryError(f"a vector term has {vector.shape[0]} dimensions; the encoder uses {encoder.dim}")
-    return vector
+    return as_unit_vector(encoder, term.value, what="term")
 
 
 def combine(
@@ -145,5 +138,5 @@ def walk(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def concept_walk(index: Index, encoder: Encoder, start: str, end: str, t: float, k: int = 8) -> list[Hit]:
     """The images nearest to the point a fraction t of the way from one text concept to another."""
-    start_vector, end_vector = encoder.encode_text([check_text(start, "start"), check_text(end, "end")])
+    start_vector, end_vector = encoder.encode_text([check_query_text(start, "start"), check_query_text(end, "end")])
     return index.search(walk(start_vector, end_vector, t), k)

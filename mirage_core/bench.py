@@ -158,11 +158,11 @@ def bench_startup(settings) -> dict:
 
 
 def bench_quiz(index: Index, encoder, n: int = 250, seed: int = 0) -> dict:
-    from .quiz import KINDS, Generator
+    from .quiz import KINDS, QuestionGenerator
 
     result = {"n": n, "images": len(index)}
     for difficulty in ("easy", "medium", "hard"):
-        generator = Generator(index, encoder, seed=seed)
+        generator = QuestionGenerator(index, encoder, seed=seed)
         started = time.perf_counter()
         generator.questions(n, KINDS, difficulty)
         seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .errors import MirageError
-from .files import write_bytes, write_text
+from .files import check_writable, write_bytes, write_text
 
 TERM_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*\s*(.+)$")
 
@@ -265,8 +265,10 @@ def cmd_build_index(args) -> int:
     settings = _settings(args)
     corpus = settings.load_corpus()
     encoder = create_encoder(settings.encoder, settings.device)
+    folder = Path(args.out or settings.index_dir(encoder.fingerprint))
+    check_writable(folder.parent, "the index folder")
     index = build_index(corpus, encoder, progress=_progress("embedding corpus"))
-    folder = save_index(index, args.out or settings.index_dir(encoder.fingerprint))
+    folder = save_index(index, folder)
     manifest = {**index.manifest, "path": str(folder)}
     print(json.dumps(manifest, indent=2) if args.json else f"index of {manifest['count']} images written to {folder}")
     return 0
@@ -489,7 +491,7 @@ def cmd_train_generator(args) -> int:
 
 def cmd_quiz(args) -> int:
     from .encoders import create_encoder
-    from .quiz import KINDS, Generator, make_pack, save_pack
+    from .quiz import KINDS, QuestionGenerator, make_pack, save_pack
     from .quiz.packs import dump_pack
 
     if not 1 <= args.n <= 500:
@@ -499,7 +501,7 @@ def cmd_quiz(args) -> int:
     _check_corpus_exists(args, settings)
     encoder = create_encoder(settings.encoder, settings.device)
     index = _open_index(args, settings, encoder)
-    generator = Generator(index, encoder, seed=args.seed)
+    generator = QuestionGenerator(index, encoder, seed=args.seed)
     started = time.perf_counter()
     questions = generator.questions(args.n, kinds or list(KINDS), args.difficulty, args.topic)
     seconds = time.perf_counter() - started

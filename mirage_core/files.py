@@ -3,7 +3,8 @@
 Each writer writes a hidden temporary file beside its target (same folder, so the rename stays on one
 file system) and renames it over the target; a write that fails removes its temporary file and leaves the
 old file as it was. Folders that change as a whole (an index, a model's weights) are written beside the old
-one and swapped in with two renames.
+one and swapped in with two renames; `recover_folder` finishes a swap that a killed process left half done and
+clears what such processes left behind.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     renamed aside, then deleted), on an exception it is deleted and the old folder stays."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".new", dir=path.parent))
     staging.chmod(0o755)  # mkdtemp's 0700 would hide an index or model folder from other users of a deployment
     try:
         yield staging
@@ -68,3 +69,53 @@ def write_text(path: str | Path, text: str, newline: str | None = None) -> Path:
 
 def write_json(path: str | Path, data, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(data, indent=indent, ensure_ascii=False))
+
+
+def recover_folder(path: str | Path, complete_marker: str) -> bool:
+    """Make `path` whole again after a writer of `atomic_folder` was killed; True when `path` then exists.
+
+    A kill between the two renames leaves no `path` but a complete copy beside it: the old folder renamed
+    aside (`.NAME.old-*`), or a staging folder (`.NAME.PID.*.new`) that holds `complete_marker`, the file its
+    writer writes last. The newest complete staging folder wins, else the newest old one. Leftovers of dead
+    writers are deleted; a staging folder whose writer is still running is left alone."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return False
+    old = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    staging = [p for p in path.parent.glob(f".{path.name}.*.new") if not _writer_alive(p, path.name)]
+    if not path.exists():
+        complete = sorted((p for p in staging if (p / complete_marker).is_file()), key=lambda p: p.stat().st_mtime)
+        chosen = complete[-1] if complete else (old[-1] if old else None)
+        if chosen is not None:
+            chosen.rename(path)
+    for leftover in [*old, *staging]:
+        if leftover.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+    return path.exists()
+
+
+def _writer_alive(staging: Path, name: str) -> bool:
+    pid = staging.name[len(name) + 2:].split(".", 1)[0]
+    if not pid.isdigit():
+        return False  # an older release's staging folder: its writer is long gone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True  # running (this very process too: another thread may be writing it now)
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """Fail now, with a message, rather than after minutes of work whose result could not be saved."""
+    from .errors import MirageError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check."):
+            pass
+    except OSError as error:
+        raise MirageError(f"{what} {folder} is not writable ({error.strerror or error}): set MIRAGE_HOME (or --out) "
+                          "to a folder this user can write") from None

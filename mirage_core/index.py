@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from .corpus import Corpus, Record
 from .encoders.base import Encoder
 from .errors import ImageError, IndexMismatchError, MirageError, QueryError
-from .files import atomic_folder
+from .files import atomic_folder, check_writable, recover_folder
 from .images import open_image
 
 FORMAT_VERSION = 2
@@ -316,12 +316,18 @@ def _read_manifest(path: Path) -> dict:
     return manifest
 
 
+def index_exists(folder: str | Path) -> bool:
+    """Whether a complete index is at `folder`, after finishing any swap a killed rebuild left half done."""
+    return recover_folder(folder, complete_marker="manifest.json") and (Path(folder) / "manifest.json").exists()
+
+
 def open_or_build_index(folder: str | Path, encoder: Encoder, load_corpus: Callable[[], Corpus],
                         progress: Progress | None = None) -> Index:
     """The index at `folder` if one exists for this encoder; otherwise build it from the corpus and save it."""
     folder = Path(folder)
-    if (folder / "manifest.json").exists():
+    if index_exists(folder):
         return load_index(folder, encoder)
+    check_writable(folder.parent, "the index folder")
     index = build_index(load_corpus(), encoder, progress=progress)
     save_index(index, folder)
     return index

@@ -6,7 +6,7 @@ Backends, chosen by a spec (`MIRAGE_LLM`, `--llm`):
   safetensors under the MIRAGE home so that later loads take seconds;
 - `hf:<repo id or folder>`: any transformers causal LM (e.g. `hf:microsoft/biogpt`, an instruction model).
 
-Whatever a model writes is checked before a student sees it (`check_text`): long enough, not looping, citing
+Whatever a model writes is checked before a student sees it (`check_model_text`): long enough, not looping, citing
 at least one of the cases and none that does not exist, and no imaging modality other than the grounded
 report's. Text that fails is replaced by the grounded report, and text that passes is always labelled as
 model-written.
@@ -126,7 +126,7 @@ def report_prompt(report) -> str:
             "these cases show about the topic, citing cases as [n].")
 
 
-def check_text(text: str, report) -> str | None:
+def check_model_text(text: str, report) -> str | None:
     """Why the model's text must not be shown, or None when it passes."""
     words = text.split()
     if len(words) < MIN_WORDS:
@@ -168,14 +168,14 @@ class Enrichment:
 
 
 def enrich_report(llm: LanguageModel, report, max_new_tokens: int = 160) -> Enrichment:
-    """The model's explanation of a grounded report, or the report itself when the text fails `check_text`."""
+    """The model's explanation of a grounded report, or the report itself when the text fails `check_model_text`."""
     if report.nothing_found:
         return Enrichment(report.to_markdown(), False, "nothing relevant was found to explain", llm.name, None)
     try:
         generation = llm.generate(report_prompt(report), max_new_tokens)
     except (RuntimeError, ValueError) as error:
         return Enrichment(report.to_markdown(), False, f"the model failed: {error}", llm.name, None)
-    problem = "it returned nothing" if not generation.text.strip() else check_text(generation.text, report)
+    problem = "it returned nothing" if not generation.text.strip() else check_model_text(generation.text, report)
     if problem:
         return Enrichment(report.to_markdown(), False, problem, llm.name, generation)
     return Enrichment(generation.text, True, "", llm.name, generation)

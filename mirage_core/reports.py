@@ -28,10 +28,9 @@ from PIL import Image
 
 from .display import inert, link
 from .encoders.base import Encoder, normalise_rows
-from .errors import QueryError
 from .index import WORD, Hit, Index
 from .labels import UNKNOWN
-from .search import check_text
+from .query import Query, as_unit_vector, check_query_text, kind_of
 
 TEXT_FLOOR = 0.5  # cosine of the best case below which a text query found nothing relevant
 IMAGE_FLOOR = 0.6
@@ -111,22 +110,12 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def query_vector(encoder: Encoder, query: str | Image.Image | np.ndarray) -> tuple[np.ndarray, str, str]:
+def query_vector(encoder: Encoder, query: Query) -> tuple[np.ndarray, str, str]:
     """(unit vector, kind 'text'/'image'/'vector', description) of a query."""
-    if isinstance(query, str):
-        text = check_text(query)
-        return encoder.encode_text([text])[0], "text", text
-    if isinstance(query, Image.Image):
-        if np.asarray(query.convert("L"), dtype=np.float32).std() < 2.0:
-            raise QueryError("the image is blank (one flat colour): there is nothing to compare")
-        return encoder.encode_image([query])[0], "image", "uploaded image"
-    vector = np.asarray(query, dtype=np.float32).reshape(-1)
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm < 1e-6:
-        raise QueryError("the query vector is zero: there is no direction to search in")
-    if vector.shape[0] != encoder.dim:
-        raise QueryError(f"the query vector has {vector.shape[0]} dimensions, the encoder {encoder.dim}")
-    return vector / norm, "vector", "dual-search vector"
+    kind = kind_of(query)
+    description = {"text": check_query_text(query) if kind == "text" else "", "image": "uploaded image",
+                   "vector": "dual-search vector"}[kind]
+    return as_unit_vector(encoder, query), kind, description
 
 
 def _unknown_words(index: Index, text: str) -> bool:
@@ -250,8 +239,8 @@ def expansion_from_concepts(index: Index, vector: np.ndarray, query: str, k: int
 def enrich_query(index: Index, encoder: Encoder, query: str, llm=None, k: int = 10, weight: float = 0.5
                  ) -> QueryEnrichment:
     """Expand the query, re-encode the expansion, and re-rank: normalise(q + weight · expansion)."""
-    text = check_text(query)
-    vector = encoder.encode_text([text])[0]
+    text = check_query_text(query)
+    vector = as_unit_vector(encoder, text)
     before = index.search(vector, k)
     expansion, method = "", "concepts"
     if llm is not None:

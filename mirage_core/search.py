@@ -1,39 +1,19 @@
 """Retrieval: a text or an image as the query, images or captions as the answer.
 
-These are the functions the CLI and the pages call; each checks its query first (an empty or very long
-text is a `QueryError` with a message for the user) and returns `Hit`s from the index.
+These are the functions the CLI and the pages call; each turns its query into a checked unit vector
+(`query.as_unit_vector`: an empty or very long text is a `QueryError` with a message for the user) and
+returns `Hit`s from the index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from PIL import Image
 
 from .encoders.base import Encoder
-from .errors import QueryError
 from .index import Hit, Index
-
-MAX_QUERY_CHARS = 1000
-
-
-def check_text(text: str, what: str = "query") -> str:
-    """The stripped text, or a QueryError saying why it cannot be a query."""
-    cleaned = " ".join(str(text).split())
-    if not cleaned:
-        raise QueryError(f"the {what} is empty: type a few words, e.g. 'chest x-ray pneumothorax'")
-    if len(cleaned) > MAX_QUERY_CHARS:
-        raise QueryError(f"the {what} has {len(cleaned):,} characters; the limit is {MAX_QUERY_CHARS:,}")
-    return cleaned
-
-
-def embed_text(encoder: Encoder, text: str) -> np.ndarray:
-    return encoder.encode_text([check_text(text)])[0]
-
-
-def embed_image(encoder: Encoder, image: Image.Image) -> np.ndarray:
-    return encoder.encode_image([image])[0]
+from .query import as_unit_vector
 
 
 def search_text(
@@ -41,7 +21,7 @@ def search_text(
     licences: Sequence[str] | None = None,
 ) -> list[Hit]:
     """Images whose embedding is nearest to the text's."""
-    return index.search(embed_text(encoder, text), k, modalities=modalities, licences=licences)
+    return index.search(as_unit_vector(encoder, text), k, modalities=modalities, licences=licences)
 
 
 def search_image(
@@ -49,7 +29,8 @@ def search_image(
     modalities: Sequence[str] | None = None, licences: Sequence[str] | None = None,
 ) -> list[Hit]:
     """Similar images (target='images') or the captions that best describe it (target='captions')."""
-    return index.search(embed_image(encoder, image), k, target=target, modalities=modalities, licences=licences)
+    return index.search(as_unit_vector(encoder, image), k, target=target, modalities=modalities,
+                        licences=licences)
 
 
 def nearest_images(index: Index, encoder: Encoder, images: Sequence[Image.Image], k: int = 3) -> list[list[Hit]]:

@@ -13,7 +13,7 @@ from mirage_core.quiz import (
     DIFFICULTIES,
     KINDS,
     LETTERS,
-    Generator,
+    QuestionGenerator,
     QuizSession,
     check_learner,
     make_pack,
@@ -39,7 +39,7 @@ def topics() -> list[str]:
 
 
 def generate(n: int, kinds: list[str], difficulty: str, topic: str, seed: int | None = None):
-    generator = Generator(index, encoder, seed=random.randrange(2**31) if seed is None else seed)
+    generator = QuestionGenerator(index, encoder, seed=random.randrange(2**31) if seed is None else seed)
     questions = generator.questions(n, kinds, difficulty, topic, allow_fewer=True)
     if len(questions) < n:
         st.toast(f"This corpus gives {len(questions)} such questions, not {n}")

@@ -6,7 +6,8 @@ from app_shared import UPLOAD_TYPES, frame, read_upload, show_hits
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES
-from mirage_core.search import embed_image, more_like_this, search_text
+from mirage_core.query import as_unit_vector
+from mirage_core.search import more_like_this, search_text
 
 PRESETS = [
     "chest x-ray pneumothorax", "axial CT of the abdomen with a liver lesion", "MRI brain T2 hyperintensity",
@@ -56,7 +57,11 @@ with by_image:
     uploaded = st.file_uploader("Upload a radiology image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES)
     image = read_upload(uploaded)
     if image is not None:
-        vector = embed_image(encoder, image)  # one embedding serves both lists below
+        try:
+            vector = as_unit_vector(encoder, image)  # one embedding serves both lists below
+        except MirageError as error:
+            st.error(inert(error))
+            st.stop()
         left, right = st.columns([1, 3])
         left.image(image, caption="your image", width="stretch")
         with right:

@@ -32,8 +32,10 @@ def test_exact_vectors(table_encoder):
 
 def test_query_weight_and_vector_terms(table_encoder):
     encoder = table_encoder(TABLE, dim=4)
-    result = compose(encoder, Term("chest x-ray", 3.0), add=[Term(np.array([0, 0, 0, 4.0]), label="v")])
+    result = compose(encoder, Term("chest x-ray", 3.0), add=[Term(np.array([0, 0, 0, 4.0]), 4.0, label="v")])
     np.testing.assert_allclose(result.result, np.array([3, 0, 0, 4]) / 5, atol=1e-6)
+    unweighted = compose(encoder, Term("chest x-ray", 3.0), add=[Term(np.array([0, 0, 0, 4.0]), label="v")])
+    np.testing.assert_allclose(unweighted.result, np.array([3, 0, 0, 1]) / np.sqrt(10), atol=1e-6)  # a unit vector
 
 
 def test_cancelling_out_is_a_clear_error(table_encoder):
@@ -62,7 +64,9 @@ def test_image_terms_and_dual_search(table_encoder):
     result = dual_search(index, encoder, Term("chest x-ray"), [Term("chest x-ray", 0.9)], [Term("pacemaker")], k=2)
     assert result.original[0].record.id == "r0"
     assert result.modified[0].record.id == "r3"
-    image_result = compose(encoder, Term(Image.new("RGB", (4, 4), (10, 0, 0))))
+    picture = Image.new("RGB", (4, 4), (10, 0, 0))
+    picture.paste((200, 0, 0), (0, 0, 2, 4))  # not one flat colour: a blank image is refused as a query
+    image_result = compose(encoder, Term(picture))
     assert image_result.result.shape == (4,) and abs(np.linalg.norm(image_result.result) - 1) < 1e-6
 
 

@@ -73,12 +73,48 @@ def test_build_search_arith_eval(small_corpus_csv, tmp_path, capsys):
     assert 0 <= metrics["t2i"]["R@1"] <= metrics["t2i"]["R@10"] <= 100
 
 
-def test_search_builds_and_reuses_the_default_index(small_corpus_csv, capsys):
+def test_search_builds_and_reuses_the_default_index(small_corpus_csv, tmp_path, capsys):
+    import shutil
+
     assert main(["search", "CT abdomen", "--roco", str(small_corpus_csv), "--k", "2"]) == 0
     first = capsys.readouterr().out
     assert first.count("\n") == 2
+    (manifest,) = (tmp_path / "home" / "indexes").glob("*/manifest.json")
+    written = manifest.stat().st_mtime_ns
+    shutil.rmtree(small_corpus_csv.parent / "images")  # a rebuild could no longer read a single image
     assert main(["search", "CT abdomen", "--roco", str(small_corpus_csv), "--k", "2"]) == 0
     assert capsys.readouterr().out == first
+    assert manifest.stat().st_mtime_ns == written
+
+
+def test_an_interrupted_rebuild_is_recovered_not_redone(small_corpus_csv, tmp_path, capsys):
+    import shutil
+
+    assert main(["search", "CT abdomen", "--roco", str(small_corpus_csv), "--k", "2"]) == 0
+    first = capsys.readouterr().out
+    (folder,) = (tmp_path / "home" / "indexes").glob("*")
+    aside = folder.with_name(f".{folder.name}.old-1")  # killed between the two renames of a swap
+    folder.rename(aside)
+    (folder.parent / f".{folder.name}.999999999.x.new").mkdir()  # a dead writer's half-written staging
+    shutil.rmtree(small_corpus_csv.parent / "images")  # re-embedding is impossible: recovery is the only way
+    assert main(["search", "CT abdomen", "--roco", str(small_corpus_csv), "--k", "2"]) == 0
+    assert capsys.readouterr().out == first
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
+
+
+def test_a_read_only_home_fails_before_embedding(small_corpus_csv, tmp_path, capsys, monkeypatch):
+    import os
+
+    if os.geteuid() == 0:
+        home = tmp_path / "home-is-a-file"  # root writes anywhere: a path through a file stands in for read-only
+        home.write_text("")
+    else:
+        home = tmp_path / "ro"
+        home.mkdir(mode=0o500)
+    monkeypatch.setenv("MIRAGE_HOME", str(home))
+    assert main(["search", "CT abdomen", "--roco", str(small_corpus_csv)]) == 2
+    err = capsys.readouterr().err
+    assert "not writable" in err and "embedding" not in err
 
 
 def test_module_entry_point():

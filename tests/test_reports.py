@@ -13,7 +13,7 @@ from mirage_core.corpus import Record
 from mirage_core.encoders.base import normalise_rows
 from mirage_core.errors import MirageError, QueryError
 from mirage_core.index import Index, build_index
-from mirage_core.llm import Generation, check_text, create_llm, enrich_report, expand_query
+from mirage_core.llm import Generation, check_model_text, create_llm, enrich_report, expand_query
 from mirage_core.reports import Report, Source, _label_statement, enrich_query, grounded_report
 
 
@@ -144,7 +144,7 @@ GOOD = ("These chest radiographs [1] show the lungs and the heart shadow; case [
     (GOOD.replace("radiographs", "MRI images"), "names MRI"),
 ])
 def test_checks_reject_bad_model_text(text, reason):
-    assert reason in check_text(text, _report())
+    assert reason in check_model_text(text, _report())
 
 
 def test_enrichment_accepts_good_text_and_falls_back_otherwise():

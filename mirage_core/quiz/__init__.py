@@ -8,13 +8,13 @@
 """
 
 from .packs import PackError, make_pack, parse_pack, read_pack, save_pack
-from .questions import DIFFICULTIES, KINDS, Generator, Option, Question, validate
+from .questions import DIFFICULTIES, KINDS, Option, Question, QuestionGenerator, validate
 from .schedule import Card, grade, review
 from .session import LETTERS, QuizSession, Result
 from .store import ProgressStore, check_learner
 
 __all__ = [
-    "DIFFICULTIES", "KINDS", "LETTERS", "Card", "Generator", "Option", "PackError", "ProgressStore", "Question",
+    "DIFFICULTIES", "KINDS", "LETTERS", "Card", "QuestionGenerator", "Option", "PackError", "ProgressStore", "Question",
     "QuizSession", "Result", "check_learner", "grade", "make_pack", "parse_pack", "read_pack", "review", "save_pack",
     "validate",
 ]

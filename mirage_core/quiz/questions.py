@@ -13,8 +13,8 @@ embeddings) — among records whose labels differ from the answer's, never from 
 near-duplicates. The difficulty sets how near: `hard` takes the nearest valid candidates, `medium` starts
 further down the ranking, `easy` draws at random. Every question is then checked by `validate`: exactly
 one option is correct by the labels, options are distinct; a question that fails is not asked (and counted
-in `Generator.rejected`); a kind the corpus cannot support (too few images of a label) is dropped after
-repeated failures and the other kinds fill in (`Generator.dropped_kinds`). Generation is deterministic under a
+in `QuestionGenerator.rejected`); a kind the corpus cannot support (too few images of a label) is dropped after
+repeated failures and the other kinds fill in (`QuestionGenerator.dropped_kinds`). Generation is deterministic under a
 seed.
 """
 
@@ -140,7 +140,7 @@ def _consistent(kind: str, option: Option, answer: Option) -> bool:
 
 
 @dataclass
-class Generator:
+class QuestionGenerator:
     """Makes questions from an index (and the encoder, for arithmetic terms); deterministic under a seed."""
 
     index: Index
@@ -188,6 +188,7 @@ class Generator:
                 if failures[kind] >= ATTEMPTS_PER_QUESTION * 4 and len(active) > 1:
                     active.remove(kind)  # this corpus (or topic) cannot support this kind: the others fill in
                     self.dropped_kinds.append(kind)
+                    budget += failures[kind]  # its failed tries were not the other kinds' to lose
                 continue
             failures[kind] = 0
             seen.add(question.card_id)
