@@ -1,0 +1,100 @@
+"""`mirage train-encoder`, `train-generator` and `fetch-roco`: making models and getting data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .common import (
+    UsageError,
+    corpus_options,
+    encoder_option,
+    progress_bar,
+    settings_from,
+)
+
+
+def register(commands) -> dict:
+    train = commands.add_parser("train-encoder", help="train the lite heads (or fine-tune an open_clip model)")
+    corpus_options(train, required=True)
+    encoder_option(train)
+    train.add_argument("--out", metavar="DIR", required=True, help="folder for the trained weights")
+    train.add_argument("--all", action="store_true", help="train on every record (default: hold out 20%%)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--cache", metavar="DIR", help="where backbone features are cached")
+    train.add_argument("--json", action="store_true")
+
+    train_generator = commands.add_parser("train-generator", help="train the lite generator (resumable stages)")
+    corpus_options(train_generator, required=True)
+    train_generator.add_argument("--stage", action="append", metavar="STAGE",
+                                 help="vae, unet or lcm; repeatable (default: all three in order)")
+    train_generator.add_argument("--steps", action="append", default=[], metavar="STAGE=N",
+                                 help="total steps of a stage, e.g. unet=20000 (default: the config's)")
+    train_generator.add_argument("--out", metavar="DIR", help="weights folder (default: assets/lite-generator)")
+    train_generator.add_argument("--work", metavar="DIR", help="checkpoints (default: MIRAGE_HOME/generator-work)")
+    train_generator.add_argument("--unet-from", metavar="DIR",
+                                 help="start a new UNet from another lite generator's UNet, every tensor whose "
+                                      "shape still fits (e.g. after a VAE change)")
+    train_generator.add_argument("--device", help="cpu (default) or cuda")
+    train_generator.add_argument("--json", action="store_true")
+
+    fetch = commands.add_parser("fetch-roco", help="download a subset of ROCO's images from PMC open access")
+    corpus_options(fetch, required=True)
+    fetch.add_argument("--out", metavar="DIR", required=True, help="folder to write in ROCO's layout")
+    fetch.add_argument("--limit", type=int, help="at most this many images")
+    fetch.add_argument("--base-url", default=None, help="mirror of https://ftp.ncbi.nlm.nih.gov/pub/pmc/")
+    fetch.add_argument("--json", action="store_true")
+    return {"train-encoder": cmd_train_encoder, "train-generator": cmd_train_generator, "fetch-roco": cmd_fetch_roco}
+
+
+def cmd_train_encoder(args) -> int:
+    from ..training import train_encoder
+
+    settings = settings_from(args)
+    report = train_encoder(
+        settings.load_corpus(), Path(args.out), encoder=settings.encoder, holdout=not args.all,
+        epochs=args.epochs, cache_dir=Path(args.cache) if args.cache else Path(settings.home) / "cache",
+        device=settings.device, log=lambda line: print(line, file=sys.stderr),
+    )
+    print(json.dumps(report, indent=2) if args.json else f"weights written to {report['weights']}; "
+          f"held-out: {json.dumps(report.get('heldout'))}")
+    return 0
+
+
+def cmd_train_generator(args) -> int:
+    from ..config import REPO_ROOT
+    from ..encoders import create_encoder
+    from ..generation.training import STAGES, train_generator
+
+    steps = {}
+    for item in args.steps:
+        stage, _, value = item.partition("=")
+        if stage not in STAGES or not value.isdigit():
+            raise UsageError(f"--steps takes STAGE=N with STAGE one of {', '.join(STAGES)}, not '{item}'")
+        steps[stage] = int(value)
+    settings = settings_from(args)
+    encoder = create_encoder(settings.encoder, settings.device)
+    report = train_generator(
+        settings.load_corpus(), encoder, Path(args.out) if args.out else REPO_ROOT / "assets" / "lite-generator",
+        Path(args.work) if args.work else settings.generator_work_dir(), args.stage or STAGES, steps,
+        settings.device, log=lambda line: print(line, file=sys.stderr, flush=True),
+        unet_from=Path(args.unet_from) if args.unet_from else None,
+    )
+    print(json.dumps(report, indent=2) if args.json else f"trained: {json.dumps(report)}")
+    return 0
+
+
+def cmd_fetch_roco(args) -> int:
+    from ..fetch import PMC_BASE_URL, fetch_roco
+
+    if len(args.roco) != 1:
+        raise UsageError("fetch-roco reads one ROCO split's metadata: give --roco once")
+    report = fetch_roco(args.roco[0], args.out, split=args.split, licences=args.licences, limit=args.limit,
+                        base_url=args.base_url or PMC_BASE_URL, progress=progress_bar("fetching"))
+    summary = {"fetched": report.fetched, "already_there": report.already_there, "failed": dict(report.failed),
+               "out": report.out}
+    print(json.dumps(summary, indent=2) if args.json else
+          f"{report.fetched} fetched, {report.already_there} already there, {sum(report.failed.values())} failed "
+          f"-> {report.out}")
+    return 0
