@@ -19,7 +19,7 @@ from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.generation import ImageGenerator, create_generator
 from mirage_core.images import open_image
-from mirage_core.index import Hit, Index, index_exists, load_index, open_or_build_index
+from mirage_core.index import Hit, Index, index_exists, open_or_build_index
 from mirage_core.llm import LanguageModel, create_llm
 from mirage_core.projection import Projection, fit_projection
 from mirage_core.quiz import ProgressStore
@@ -42,13 +42,13 @@ def get_encoder(name: str, device: str) -> Encoder:
 
 
 @st.cache_resource(show_spinner="Loading the index…")
-def _load_index(folder: str, name: str, device: str) -> Index:
-    return load_index(folder, get_encoder(name, device))
+def _index(folder: str, name: str, device: str, backend: str) -> Index:
+    return open_or_build_index(folder, get_encoder(name, device), load_settings().load_corpus, backend=backend)
 
 
 @st.cache_resource(show_spinner="Fitting the 2D projection…")
-def _projection(folder: str, name: str, device: str) -> Projection:
-    return fit_projection(_load_index(folder, name, device))
+def _projection(folder: str, name: str, device: str, backend: str) -> Projection:
+    return fit_projection(_index(folder, name, device, backend))
 
 
 def ensure_index() -> tuple[Encoder, Index]:
@@ -56,14 +56,14 @@ def ensure_index() -> tuple[Encoder, Index]:
     settings = load_settings()
     encoder = get_encoder(settings.encoder, settings.device)
     folder = settings.index_dir(encoder.fingerprint)
-    if not index_exists(folder):
+    if settings.index in ("exact", "faiss") and not index_exists(folder):
         bar = st.progress(0.0, text="First start: embedding the corpus (once)…")
         open_or_build_index(
             folder, encoder, settings.load_corpus,
             progress=lambda done, total: bar.progress(done / total, text=f"Embedding the corpus: {done}/{total}"),
         )
         bar.empty()
-    return encoder, _load_index(str(folder), settings.encoder, settings.device)
+    return encoder, _index(str(folder), settings.encoder, settings.device, settings.index)
 
 
 def frame() -> tuple[Encoder, Index]:
@@ -90,7 +90,8 @@ def frame() -> tuple[Encoder, Index]:
 def get_projection() -> Projection:
     settings = load_settings()
     encoder = get_encoder(settings.encoder, settings.device)
-    return _projection(str(settings.index_dir(encoder.fingerprint)), settings.encoder, settings.device)
+    folder = str(settings.index_dir(encoder.fingerprint))
+    return _projection(folder, settings.encoder, settings.device, settings.index)
 
 
 def read_upload(uploaded) -> object | None:

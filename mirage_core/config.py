@@ -29,6 +29,7 @@ class Settings:
     device: str = "cpu"
     quiz_db: str = ""
     database_url: str = ""  # postgresql://… for progress shared by replicas; else SQLite at progress_db()
+    index: str = "exact"  # exact, faiss or postgresql://… (see backends)
     # No language model unless a deployment names one: the offline SmolLM2-135M is too weak for its text to pass
     # the report checks (it cited none of 20 held-out topics), and loading it costs 0.6 GB for nothing.
     llm: str = ""

@@ -75,8 +75,6 @@ class Index:
             raise MirageError("the index holds the same record id twice: rebuild it with `mirage build-index`")
         self.images = _read_only(images)
         self.captions = _read_only(captions)
-        self._scan_copies = {"images": torch.from_numpy(self.images.astype(np.float16)),
-                             "captions": torch.from_numpy(self.captions.astype(np.float16))}
         self.bias = _read_only(bias)
         self.image_bias, self.caption_bias = self.bias
         self.records = list(records)
@@ -84,6 +82,7 @@ class Index:
         self.modalities = np.array([r.modality for r in self.records])
         self.licences = np.array([r.licence for r in self.records])
         self._rows = {r.id: i for i, r in enumerate(self.records)}
+        self.backend = ExactScan(self)  # where candidate rows are found; see `backends` for FAISS and pgvector
 
     def __len__(self) -> int:
         return len(self.records)
@@ -121,33 +120,26 @@ class Index:
         self, vector: np.ndarray, k: int = 10, target: str = "images", modalities: Sequence[str] | None = None,
         licences: Sequence[str] | None = None, exclude: Sequence[int] = (),
     ) -> list[Hit]:
-        """The k records whose image (or caption, with target='captions') is nearest to `vector`."""
-        matrix, bias = (self.images, self.image_bias) if target == "images" else (self.captions, self.caption_bias)
+        """The k records whose image (or caption, with target='captions') is nearest to `vector`, ranked by
+        cosine minus the row's hubness bias; filters are exact whatever the backend."""
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.dim:
             raise IndexMismatchError(f"query has {vector.shape[0]} dimensions, the index {self.dim}")
-        norm = float(np.linalg.norm(vector))
-        if not np.isfinite(norm):
+        if not np.isfinite(vector).all():
             raise QueryError("the query vector has infinite or undefined entries")
-        scale = norm if norm > 0 else 1.0  # the scan takes the unit vector: float16 overflows past 65,504
-        unit = torch.tensor(vector / scale, dtype=torch.float16)
-        scores = scale * torch.mv(self._scan_copies[target], unit).float().numpy() - bias
         allowed = self.mask(modalities, licences)
-        if allowed is not None or exclude:
+        if exclude:
             allowed = np.ones(len(self), dtype=bool) if allowed is None else allowed.copy()
             allowed[list(exclude)] = False
-            scores = np.where(allowed, scores, -np.inf)
-            k = min(k, int(allowed.sum()))
-        k = min(k, len(scores))
+        k = min(k, len(self) if allowed is None else int(allowed.sum()))
         if k <= 0:
             return []
-        # a row whose float32 score can beat the k-th best scans within two error bounds of the k-th scan score
-        kth_best = float(scores[top_k(scores, k)[-1]])
-        margin = 2 * SCAN_ERROR * scale
-        candidates = np.flatnonzero(scores >= kth_best - margin)
-        cosines = matrix[candidates] @ vector
-        best = top_k(cosines - bias[candidates], k)
-        return [Hit(self.records[candidates[j]], float(cosines[j]), int(candidates[j])) for j in best]
+        rows, cosines = self.backend.candidates(vector, target, k, allowed)
+        if cosines is None:  # the backend found rows only: score them exactly here
+            cosines = (self.images if target == "images" else self.captions)[rows] @ vector
+        bias = self.image_bias if target == "images" else self.caption_bias
+        best = top_k(cosines - bias[rows], k)
+        return [Hit(self.records[rows[j]], float(cosines[j]), int(rows[j])) for j in best]
 
     def check_encoder(self, encoder: Encoder) -> None:
         built_with = self.manifest.get("fingerprint")
@@ -156,6 +148,35 @@ class Index:
                 f"this index was built by encoder '{self.manifest.get('encoder')}' ({built_with}), not by "
                 f"'{encoder.name}' ({encoder.fingerprint}): rebuild it with `mirage build-index`"
             )
+
+
+class ExactScan:
+    """Every row is scored: a float16 scan (half the memory traffic of float32, which is what a matrix–vector
+    product over a large index waits on) keeps every row that could reach the top k; `Index.search` then
+    scores those few exactly in float32."""
+
+    name = "exact"
+
+    def __init__(self, index: Index):
+        self.index = index
+
+    @functools.cached_property
+    def copies(self) -> dict[str, torch.Tensor]:  # made on first use: an index searched elsewhere never pays
+        return {"images": torch.from_numpy(self.index.images.astype(np.float16)),
+                "captions": torch.from_numpy(self.index.captions.astype(np.float16))}
+
+    def candidates(self, vector: np.ndarray, target: str, k: int, allowed: np.ndarray | None
+                   ) -> tuple[np.ndarray, None]:
+        bias = self.index.image_bias if target == "images" else self.index.caption_bias
+        norm = float(np.linalg.norm(vector))
+        scale = norm if norm > 0 else 1.0  # the scan takes the unit vector: float16 overflows past 65,504
+        unit = torch.tensor(vector / scale, dtype=torch.float16)
+        scores = scale * torch.mv(self.copies[target], unit).float().numpy() - bias
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
+        # a row whose float32 score can beat the k-th best scans within two error bounds of the k-th scan score
+        kth_best = float(scores[top_k(scores, k)[-1]])
+        return np.flatnonzero(scores >= kth_best - 2 * SCAN_ERROR * scale), None
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -287,7 +308,7 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
             parts[name] = np.load(part, allow_pickle=False)
         part = folder / "records.jsonl"
         with open(part, encoding="utf-8") as handle:
-            records = [_record(json.loads(line)) for line in handle if line.strip()]
+            records = [record_from_dict(json.loads(line)) for line in handle if line.strip()]
     except (OSError, ValueError, TypeError, KeyError, EOFError, AttributeError) as error:
         raise MirageError(f"the index at {folder} is damaged ({part.name}: {error or type(error).__name__}): "
                           "rebuild it with `mirage build-index`") from None
@@ -298,7 +319,7 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
     return index
 
 
-def _record(data: dict) -> Record:
+def record_from_dict(data: dict) -> Record:
     """A stored record; one saved before regions existed gets its labels derived afresh."""
     if not isinstance(data, dict):
         raise ValueError(f"a line holds a {type(data).__name__}, not a record")
@@ -322,12 +343,28 @@ def index_exists(folder: str | Path) -> bool:
 
 
 def open_or_build_index(folder: str | Path, encoder: Encoder, load_corpus: Callable[[], Corpus],
-                        progress: Progress | None = None) -> Index:
-    """The index at `folder` if one exists for this encoder; otherwise build it from the corpus and save it."""
+                        progress: Progress | None = None, backend: str = "exact") -> Index:
+    """The index for this encoder and corpus, searched by `backend` (see `backends`): loaded from `folder`
+    (or, for a postgresql:// backend, from the database) when it exists; otherwise built from the corpus,
+    saved, and (for PostgreSQL) uploaded for the other replicas."""
+    from .backends import attach_faiss, backend_kind, download_index, upload_index
+
     folder = Path(folder)
+    kind = backend_kind(backend)
+    if kind == "postgresql" and (shared := download_index(backend, folder.name)) is not None:
+        shared.check_encoder(encoder)
+        return shared
     if index_exists(folder):
-        return load_index(folder, encoder)
-    check_writable(folder.parent, "the index folder")
-    index = build_index(load_corpus(), encoder, progress=progress)
-    save_index(index, folder)
+        index = load_index(folder, encoder)
+    else:
+        check_writable(folder.parent, "the index folder")
+        index = build_index(load_corpus(), encoder, progress=progress)
+        save_index(index, folder)
+    if kind == "faiss":
+        attach_faiss(index, folder, progress)
+    elif kind == "postgresql":
+        from .backends import PgVectorSearch
+
+        upload_index(index, backend, folder.name, progress)
+        index.backend = PgVectorSearch(backend, folder.name)
     return index

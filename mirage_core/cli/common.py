@@ -81,9 +81,8 @@ def open_index(args, settings, encoder):
 
     if getattr(args, "index", None):
         return load_index(args.index, encoder)
-    return open_or_build_index(
-        settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus, progress_bar("embedding corpus")
-    )
+    return open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus,
+                               progress_bar("embedding corpus"), backend=settings.index)
 
 
 def hit_dict(hit) -> dict:
