@@ -58,19 +58,21 @@ class FaissSearch:
             ivf.nprobe = nprobe or default_nprobe(ivf.nlist)
 
     @classmethod
-    def build(cls, index, progress: Progress | None = None, nlist: int | None = None) -> FaissSearch:
+    def build(cls, index, progress: Progress | None = None, nlist: int | None = None,
+              targets: tuple[str, ...] = ("images", "captions")) -> FaissSearch:
         """Train and fill one IVF index per target from the index's matrices (k-means on a sample)."""
         import faiss
 
         n, dim = len(index), index.dim
         nlist = nlist or default_nlist(n)
         built = {}
-        total, done = 2 * n, 0
-        for target in ("images", "captions"):
+        total, done = len(targets) * n, 0
+        for target in targets:
             matrix = index.images if target == "images" else index.captions
             quantizer = faiss.IndexFlatIP(dim)
             ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16,
                                                 faiss.METRIC_INNER_PRODUCT)
+            ivf.cp.niter = 10  # k-means iterations: 10 place the lists as well as FAISS's 25 for search
             sample = np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)
             ivf.train(np.ascontiguousarray(matrix[np.sort(sample)], dtype=np.float32))
             for start in range(0, n, 65536):
@@ -209,7 +211,8 @@ class PgVectorSearch:
         return found[:, 0].astype(np.int64), found[:, 1].astype(np.float32)
 
 
-def upload_index(index, url: str, key: str, progress: Progress | None = None) -> None:
+def upload_index(index, url: str, key: str, progress: Progress | None = None,
+                 targets: tuple[str, ...] = ("image", "caption")) -> None:
     """Write an index (records, matrices, biases, manifest) to PostgreSQL under `key`, then build its HNSW
     indexes; the corpus row is written last, so a half-finished upload is never taken for a whole one."""
     table = table_name(key)
@@ -231,7 +234,8 @@ def upload_index(index, url: str, key: str, progress: Progress | None = None) ->
                                     float(index.caption_bias[row])])
                     if progress and row % 1000 == 0:
                         progress(row, len(index))
-            for column in ("image", "caption"):
+            connection.execute("SET LOCAL maintenance_work_mem = '512MB'")  # the graph is built in memory
+            for column in targets:
                 connection.execute(f"CREATE INDEX ON {table} USING hnsw ({column} vector_ip_ops)")
             connection.execute("INSERT INTO mirage_corpora VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE "
                                "SET tab = EXCLUDED.tab, manifest = EXCLUDED.manifest",

@@ -3,43 +3,74 @@
 import mmap
 
 import numpy as np
+import pytest
 
 from mirage_core import bench
+from mirage_core.bench.build import bench_build
+from mirage_core.bench.generate import ModalityYardstick
+from mirage_core.bench.load import bench_load
+from mirage_core.bench.quiz import bench_quiz
+from mirage_core.bench.search import bench_search
 from mirage_core.corpus import Corpus
 
 
-def test_bench_search_reports_percentiles(lite_encoder):
-    result = bench.bench_search(n=2048, repeats=5, encoder=lite_encoder, baseline=False)
-    assert result["n"] == 2048 and result["mirage"]["dim"] == lite_encoder.dim
-    assert 0 < result["mirage"]["p50_ms"] <= result["mirage"]["p95_ms"]
-    assert "p50" in bench.describe(result)
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_bench_search_reports_latency_and_recall(lite_encoder, backend):
+    result = bench_search(n=4096, repeats=5, backend=backend, encoder=lite_encoder, baseline=False)
+    assert result.n == 4096 and result.backend == backend
+    assert 0 < result.p50_ms <= result.p95_ms and result.rss_mib > 0
+    assert result.recall_at_10 == 1.0 if backend == "exact" else result.recall_at_10 >= 0.9
+    assert set(result.to_dict()) >= {"backend", "n", "p50_ms", "p95_ms", "recall_at_10", "build_s", "rss_mib"}
+    assert "p50" in result.describe()
+
+
+def test_bench_search_pgvector(lite_encoder, postgres_url):
+    result = bench_search(n=2000, repeats=3, backend="pgvector", encoder=lite_encoder, baseline=False,
+                          database_url=postgres_url)
+    assert result.recall_at_10 >= 0.9 and result.build_s > 0
+
+
+def test_interleaved_runs_variants_in_turn():
+    order = []
+    samples = bench.interleaved({"a": lambda i: order.append("a"), "b": lambda i: order.append("b")}, 3, warm=1)
+    assert order == ["a", "b"] * 4 and all(len(v) == 3 for v in samples.values())
 
 
 def test_bench_build_reports_throughput(lite_encoder, demo_slice):
-    result = bench.bench_build(Corpus("slice", demo_slice.records), n=16, encoder=lite_encoder)
-    assert result["images"] == 16 and result["images_per_s"] > 0
-    assert "images/s" in bench.describe(result)
+    result = bench_build(Corpus("slice", demo_slice.records), n=16, encoder=lite_encoder)
+    assert result.images == 16 and result.images_per_s > 0
+    assert "images/s" in result.describe()
 
 
-def test_bench_quiz_reports_time_and_rejections(lite_encoder, demo_slice):
-    from mirage_core.index import build_index
+def test_bench_quiz_reports_time_and_rejections(lite_encoder, lite_index_dir):
+    from mirage_core.index import load_index
 
-    index = build_index(Corpus("slice", demo_slice.records), lite_encoder)
-    result = bench.bench_quiz(index, lite_encoder, n=5)
-    for difficulty in ("easy", "medium", "hard"):
-        assert result[difficulty]["ms_per_question"] > 0 and 0 <= result[difficulty]["rejected_share"] < 1
-        assert result[difficulty]["attempts"] >= 5
-    assert "rejected" in bench.describe(result)
+    result = bench_quiz(load_index(lite_index_dir), lite_encoder, n=5)
+    for values in (result.easy, result.medium, result.hard):
+        assert values["ms_per_question"] > 0 and 0 <= values["rejected_share"] < 1
+        assert values["attempts"] >= 5
+    assert "rejected" in result.describe()
+
+
+def test_bench_load_stores_every_acknowledged_answer(lite_encoder, lite_index_dir):
+    from mirage_core.generation import create_generator
+    from mirage_core.index import load_index
+
+    result = bench_load(load_index(lite_index_dir), lite_encoder, create_generator("lite", lite_encoder),
+                        sessions=3, searches=2, answers=2)
+    assert result.errors == 0, result.error_examples
+    assert result.answers_acknowledged == result.answers_stored == 6
+    assert result.actions["generation"]["n"] == 3 and result.actions["search"]["n"] == 6
 
 
 def test_modality_yardstick_votes_among_known_neighbours():
     vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2]]  # two CT rows, two MRI rows, one unlabelled row
-    yardstick = bench.ModalityYardstick(vectors, ["ct", "ct", "mri", "mri", "unknown"], k=3)
+    yardstick = ModalityYardstick(vectors, ["ct", "ct", "mri", "mri", "unknown"], k=3)
     assert yardstick(np.array([1, 0, 0.1, 0], dtype=np.float32)) == "ct"  # ct, ct, then one mri
     assert yardstick(np.array([0, 0.1, 1, 0], dtype=np.float32)) == "mri"  # the unlabelled row has no vote
     excluded = np.array([True, True, False, False, False])
     assert yardstick(np.array([1, 0, 0, 0], dtype=np.float32), excluded) == "mri"
-    assert bench.ModalityYardstick(vectors[4:], ["unknown"], k=3)(vectors[4]) == "unknown"
+    assert ModalityYardstick(vectors[4:], ["unknown"], k=3)(vectors[4]) == "unknown"
 
 
 def test_resident_memory_is_split_into_own_data_and_mapped_files():
@@ -52,3 +83,16 @@ def test_resident_memory_is_split_into_own_data_and_mapped_files():
     after = bench.resident_split_mib()
     assert after["anonymous"] - before["anonymous"] >= 60 and abs(after["file_backed"] - before["file_backed"]) < 60
     ballast.close()
+
+
+def test_bench_tour_visits_every_page_on_a_fresh_home(tmp_path, demo_corpus):
+    from helpers import write_csv_slice
+
+    from mirage_core.bench.tour import bench_tour
+    from mirage_core.config import Settings
+
+    corpus = write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:40])
+    result = bench_tour(Settings(corpus=str(corpus)))
+    assert result.errors == 0 and result.peak_rss_mib > 0
+    assert 0 < result.first_start_s <= result.first_result_s <= result.tour_s
+    assert "MiB" in result.describe()

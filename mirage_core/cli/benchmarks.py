@@ -4,43 +4,73 @@ from __future__ import annotations
 
 import json
 
-from .common import (
-    corpus_options,
-    open_index,
-    settings_from,
-)
+from .common import UsageError, corpus_options, open_index, settings_from
+
+BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load")
 
 
 def register(commands) -> dict:
-    bench = commands.add_parser("bench", help="timings: search latency, index build throughput, quiz generation")
-    bench.add_argument("what", choices=["search", "build", "startup", "quiz", "report", "generate"])
-    bench.add_argument("--no-llm", action="store_true", help="bench report: skip the language model")
-    bench.add_argument("--n", type=int, help="vectors in the index (search) or images to embed (build)")
-    bench.add_argument("--repeats", type=int, default=50)
+    bench = commands.add_parser("bench", help="measure: search, build, startup, quiz, report, generate, tour, load")
+    bench.add_argument("what", choices=BENCHMARKS)
+    bench.add_argument("--n", type=int, help="vectors in the index (search), images to embed (build), cases "
+                                             "(report), questions (quiz) or images per run (generate)")
+    bench.add_argument("--repeats", type=int, default=50, help="timed queries (search) or runs (generate)")
+    bench.add_argument("--backend", default="exact", help="search: exact, faiss or pgvector (needs --database)")
+    bench.add_argument("--database", metavar="URL",
+                       help="search --backend pgvector, load: a postgresql:// database (load default: SQLite)")
+    bench.add_argument("--sessions", type=int, default=8, help="load: concurrent sessions")
+    bench.add_argument("--bundle", metavar="PATH_OR_URL", help="tour: start from this corpus bundle")
+    bench.add_argument("--no-llm", action="store_true", help="report: skip the language model")
     corpus_options(bench)
     bench.add_argument("--json", action="store_true")
     return {"bench": cmd_bench}
 
 
 def cmd_bench(args) -> int:
-    from .. import bench
     from ..encoders import create_encoder
 
     settings = settings_from(args)
-    if args.what in ("generate", "report", "quiz"):
-        encoder = create_encoder(settings.encoder, settings.device)
-    if args.what == "generate":
-        result = bench.bench_generate(encoder, settings, n=args.n or 8, repeats=min(args.repeats, 5))
-    elif args.what == "report":
-        result = bench.bench_report(open_index(args, settings, encoder), encoder, settings, n=args.n or 50,
-                                    with_llm=not args.no_llm)
-    elif args.what == "quiz":
-        result = bench.bench_quiz(open_index(args, settings, encoder), encoder, n=args.n or 250)
-    elif args.what == "search":
-        result = bench.bench_search(n=args.n or 65536, repeats=args.repeats)
+    if args.what == "search":
+        from ..bench.search import bench_search
+
+        if args.backend not in ("exact", "faiss", "pgvector"):
+            raise UsageError(f"--backend must be exact, faiss or pgvector, not '{args.backend}'")
+        result = bench_search(n=args.n or 65536, repeats=args.repeats, backend=args.backend,
+                              database_url=args.database)
+    elif args.what == "build":
+        from ..bench.build import bench_build
+
+        result = bench_build(settings.load_corpus(), n=args.n or 256)
     elif args.what == "startup":
-        result = bench.bench_startup(settings)
+        from ..bench.startup import bench_startup
+
+        result = bench_startup(settings)
+    elif args.what == "tour":
+        from ..bench.tour import bench_tour
+
+        result = bench_tour(settings, bundle=args.bundle or "")
     else:
-        result = bench.bench_build(settings.load_corpus(), n=args.n or 256)
-    print(json.dumps(result, indent=2) if args.json else bench.describe(result))
+        encoder = create_encoder(settings.encoder, settings.device)
+        index = open_index(args, settings, encoder)
+        if args.what == "quiz":
+            from ..bench.quiz import bench_quiz
+
+            result = bench_quiz(index, encoder, n=args.n or 250)
+        elif args.what == "report":
+            from ..bench.report import bench_report
+
+            result = bench_report(index, encoder, settings, n=args.n or 50, with_llm=not args.no_llm)
+        elif args.what == "generate":
+            from ..bench.generate import bench_generate
+
+            result = bench_generate(encoder, settings, n=args.n or 8, repeats=min(args.repeats, 5))
+        else:
+            from ..bench.load import bench_load
+            from ..generation import create_generator
+
+            if not 1 <= args.sessions <= 64:
+                raise UsageError("--sessions must be between 1 and 64")
+            generator = create_generator(settings.generator, encoder, settings.device)
+            result = bench_load(index, encoder, generator, sessions=args.sessions, database=args.database)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.describe())
     return 0
