@@ -2,7 +2,9 @@
 
 Records are grouped by PMC article, so that sub-figures of one article never sit on both sides, and an
 article is held out when the first bytes of the SHA-1 of its id fall in the held-out fraction. The same
-corpus therefore always splits the same way, on any machine.
+corpus therefore always splits the same way, on any machine. `fold_of` deals the articles of the training part
+into k cross-validation folds the same way (a differently salted hash), for choosing settings without ever
+looking at the held-out part.
 """
 
 from __future__ import annotations
@@ -26,3 +28,9 @@ def split_records(records: Sequence[Record], fraction: float = HELDOUT_FRACTION)
     train = [r for r in records if not is_heldout(r, fraction)]
     heldout = [r for r in records if is_heldout(r, fraction)]
     return train, heldout
+
+
+def fold_of(record: Record, folds: int) -> int:
+    """The cross-validation fold (0…folds−1) of a record's article."""
+    group = record.pmc_id or record.id
+    return int.from_bytes(hashlib.sha1(f"fold|{group}".encode()).digest()[:4], "big") % folds

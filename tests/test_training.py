@@ -47,8 +47,10 @@ def test_train_encoder_cli_reports_heldout(demo_corpus, tmp_path, capsys):
     records = demo_corpus.records[:150]
     csv_path = write_csv_slice(tmp_path / "pairs.csv", records, with_id=False)
     assert main(["train-encoder", "--roco", str(csv_path), "--out", str(tmp_path / "w"), "--epochs", "10",
-                 "--cache", str(tmp_path / "cache"), "--json"]) == 0
+                 "--cache", str(tmp_path / "cache"), "--cv", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["cv"]["folds"] == 3 and report["cv"]["pairs"] == report["train_pairs"]
+    assert len(report["cv"]["t2i_R@10"]["per_fold"]) == 3 and 0 <= report["cv"]["i2t_R@10"]["mean"] <= 100
     assert 0 < report["heldout_pairs"] < 60 and report["train_pairs"] + report["heldout_pairs"] == 150
     assert set(report["heldout"]["t2i"]) == {"R@1", "R@5", "R@10", "median_rank"}
 

@@ -23,6 +23,8 @@ def register(commands) -> dict:
     train.add_argument("--all", action="store_true", help="train on every record (default: hold out 20%%)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--cache", metavar="DIR", help="where backbone features are cached")
+    train.add_argument("--cv", type=int, default=0, metavar="K",
+                       help="first report K-fold cross-validation by article inside the training data")
     train.add_argument("--json", action="store_true")
 
     train_generator = commands.add_parser("train-generator", help="train the lite generator (resumable stages)")
@@ -55,7 +57,7 @@ def cmd_train_encoder(args) -> int:
     report = train_encoder(
         settings.load_corpus(), Path(args.out), encoder=settings.encoder, holdout=not args.all,
         epochs=args.epochs, cache_dir=Path(args.cache) if args.cache else Path(settings.home) / "cache",
-        device=settings.device, log=lambda line: print(line, file=sys.stderr),
+        device=settings.device, log=lambda line: print(line, file=sys.stderr, flush=True), cv=args.cv,
     )
     print(json.dumps(report, indent=2) if args.json else f"weights written to {report['weights']}; "
           f"held-out: {json.dumps(report.get('heldout'))}")
