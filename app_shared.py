@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from mirage_core.bundle import bundle_folder
 from mirage_core.config import load_settings
 from mirage_core.corpus import Record
 from mirage_core.display import inert, link
@@ -19,7 +20,7 @@ from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.generation import ImageGenerator, create_generator
 from mirage_core.images import open_image
-from mirage_core.index import Hit, Index, index_exists, open_or_build_index
+from mirage_core.index import Hit, Index, index_exists, open_configured_index
 from mirage_core.llm import LanguageModel, create_llm
 from mirage_core.projection import Projection, fit_projection
 from mirage_core.quiz import ProgressStore
@@ -42,28 +43,37 @@ def get_encoder(name: str, device: str) -> Encoder:
 
 
 @st.cache_resource(show_spinner="Loading the index…")
-def _index(folder: str, name: str, device: str, backend: str) -> Index:
-    return open_or_build_index(folder, get_encoder(name, device), load_settings().load_corpus, backend=backend)
+def _index(name: str, device: str, corpus: str, backend: str, bundle: str) -> Index:
+    return open_configured_index(load_settings(), get_encoder(name, device))
 
 
 @st.cache_resource(show_spinner="Fitting the 2D projection…")
-def _projection(folder: str, name: str, device: str, backend: str) -> Projection:
-    return fit_projection(_index(folder, name, device, backend))
+def _projection(*key: str) -> Projection:
+    return fit_projection(_index(*key))
+
+
+def _index_key(settings) -> tuple[str, ...]:
+    return settings.encoder, settings.device, settings.corpus, settings.index, settings.bundle_url
 
 
 def ensure_index() -> tuple[Encoder, Index]:
-    """The encoder and index of the configured profile; builds the index on first start, with a progress bar."""
+    """The encoder and index of the configured profile; a first start installs the bundle or embeds the
+    corpus under a progress bar (once), later starts only load."""
     settings = load_settings()
     encoder = get_encoder(settings.encoder, settings.device)
-    folder = settings.index_dir(encoder.fingerprint)
-    if settings.index in ("exact", "faiss") and not index_exists(folder):
-        bar = st.progress(0.0, text="First start: embedding the corpus (once)…")
-        open_or_build_index(
-            folder, encoder, settings.load_corpus,
-            progress=lambda done, total: bar.progress(done / total, text=f"Embedding the corpus: {done}/{total}"),
-        )
+    if settings.bundle_url:
+        installed = bundle_folder(settings.bundle_url, settings.home, settings.bundle_sha256) / "bundle.json"
+        pending = not installed.exists()
+        words = "Downloading the corpus bundle"
+    else:
+        pending = settings.index in ("exact", "faiss") and not index_exists(settings.index_dir(encoder.fingerprint))
+        words = "Embedding the corpus"
+    if pending:
+        bar = st.progress(0.0, text=f"First start: {words.lower()} (once)…")
+        open_configured_index(settings, encoder, progress=lambda done, total: bar.progress(
+            min(done / max(total, 1), 1.0), text=f"{words}: {done:,}/{total:,}"))
         bar.empty()
-    return encoder, _index(str(folder), settings.encoder, settings.device, settings.index)
+    return encoder, _index(*_index_key(settings))
 
 
 def frame() -> tuple[Encoder, Index]:
@@ -88,10 +98,7 @@ def frame() -> tuple[Encoder, Index]:
 
 
 def get_projection() -> Projection:
-    settings = load_settings()
-    encoder = get_encoder(settings.encoder, settings.device)
-    folder = str(settings.index_dir(encoder.fingerprint))
-    return _projection(folder, settings.encoder, settings.device, settings.index)
+    return _projection(*_index_key(load_settings()))
 
 
 def read_upload(uploaded) -> object | None:

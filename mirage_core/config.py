@@ -3,7 +3,8 @@
 Defaults work offline on this repository's machines (the lite encoder and the ROCO demo corpus beside the
 repository). A deployer overrides them with environment variables (`MIRAGE_ENCODER`, `MIRAGE_CORPUS`,
 `MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`,
-`MIRAGE_DATABASE_URL`, `MIRAGE_LLM`, `MIRAGE_GENERATOR`) or a `mirage.toml` at the repository root with the
+`MIRAGE_DATABASE_URL`, `MIRAGE_INDEX`, `MIRAGE_BUNDLE_URL`, `MIRAGE_BUNDLE_SHA256`, `MIRAGE_LLM`,
+`MIRAGE_GENERATOR`) or a `mirage.toml` at the repository root with the
 same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variables win.
 """
 
@@ -30,6 +31,8 @@ class Settings:
     quiz_db: str = ""
     database_url: str = ""  # postgresql://… for progress shared by replicas; else SQLite at progress_db()
     index: str = "exact"  # exact, faiss or postgresql://… (see backends)
+    bundle_url: str = ""  # a corpus bundle (path or http(s) URL) to start from instead of the corpus; see bundle
+    bundle_sha256: str = ""
     # No language model unless a deployment names one: the offline SmolLM2-135M is too weak for its text to pass
     # the report checks (it cited none of 20 held-out topics), and loading it costs 0.6 GB for nothing.
     llm: str = ""

@@ -368,3 +368,15 @@ def open_or_build_index(folder: str | Path, encoder: Encoder, load_corpus: Calla
         upload_index(index, backend, folder.name, progress)
         index.backend = PgVectorSearch(backend, folder.name)
     return index
+
+
+def open_configured_index(settings, encoder: Encoder, progress: Progress | None = None) -> Index:
+    """The index the settings name: the corpus bundle's when `bundle_url` is set (installed on first use),
+    else the corpus' own index through the configured backend (built on first use)."""
+    if settings.bundle_url:
+        from .bundle import install_bundle, load_bundle_index
+
+        folder = install_bundle(settings.bundle_url, settings.home, settings.bundle_sha256, progress)
+        return load_bundle_index(folder, encoder)
+    return open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus, progress,
+                               backend=settings.index)

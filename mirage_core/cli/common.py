@@ -69,7 +69,7 @@ def check_corpus_exists(args, settings) -> None:
     from ..corpus import corpus_paths
     from ..errors import CorpusError
 
-    if getattr(args, "index", None):
+    if getattr(args, "index", None) or settings.bundle_url:
         return
     for path in corpus_paths(settings.corpus):
         if not path.exists():
@@ -77,12 +77,11 @@ def check_corpus_exists(args, settings) -> None:
 
 
 def open_index(args, settings, encoder):
-    from ..index import load_index, open_or_build_index
+    from ..index import load_index, open_configured_index
 
     if getattr(args, "index", None):
         return load_index(args.index, encoder)
-    return open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus,
-                               progress_bar("embedding corpus"), backend=settings.index)
+    return open_configured_index(settings, encoder, progress_bar("bundle" if settings.bundle_url else "embedding"))
 
 
 def hit_dict(hit) -> dict:
