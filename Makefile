@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test setup lint clean
+.PHONY: app test setup lint clean browser
 
 setup: $(STAMP)
 
@@ -18,11 +18,18 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 app: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.headless true
 
-test: $(STAMP)
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# The browser tests drive Debian's Chromium (never a downloaded one): install it where this user can, else say
+# plainly that those tests will be skipped and how to get them.
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "NOTE: Debian's chromium is not installed, so the browser tests will be SKIPPED (sudo apt-get install chromium)"
+
 lint: $(STAMP)
-	$(BIN)/ruff check mirage_core tests pages app_shared.py streamlit_app.py
+	$(BIN)/ruff check mirage_core tests pages assets app_shared.py streamlit_app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,6 +10,7 @@ same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variab
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tomllib
@@ -17,7 +18,27 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Run from a source checkout (the app, `make test`) rather than from an installed wheel
+SOURCE_CHECKOUT = (REPO_ROOT / "streamlit_app.py").exists()
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "roco-demo" / "data" / "test" / "radiology"
+
+
+def shipped(name: str) -> Path:
+    """A folder of the shipped weights (`lite-encoder`, `lite-generator`): package data of `mirage_assets`
+    (the repository's `assets/`), found with importlib.resources, so an installed wheel has them too."""
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files("mirage_assets") / name))
+    except ModuleNotFoundError:  # a source tree used without installing it
+        return REPO_ROOT / "assets" / name
+
+
+def default_home() -> Path:
+    """`.mirage` in a source checkout; in an installed package, the user's cache folder (never the package)."""
+    if SOURCE_CHECKOUT:
+        return REPO_ROOT / ".mirage"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mirage"
 
 
 @dataclass(frozen=True)
@@ -26,7 +47,7 @@ class Settings:
     corpus: str = str(DEFAULT_CORPUS)  # one path, or several joined by ':' (a list in mirage.toml)
     split: str = ""
     licences: str = ""
-    home: str = str(REPO_ROOT / ".mirage")
+    home: str = dataclasses.field(default_factory=lambda: str(default_home()))
     device: str = "cpu"
     quiz_db: str = ""
     database_url: str = ""  # postgresql://… for progress shared by replicas; else SQLite at progress_db()
@@ -67,7 +88,9 @@ class Settings:
 
 
 def load_settings(config_file: Path | None = None) -> Settings:
-    config_file = config_file or REPO_ROOT / "mirage.toml"
+    if config_file is None:  # the working folder's mirage.toml, else the checkout's
+        candidates = [Path.cwd() / "mirage.toml", REPO_ROOT / "mirage.toml"]
+        config_file = next((c for c in candidates if c.exists()), candidates[-1])
     values: dict[str, str] = {}
     if config_file.exists():
         values.update({k: os.pathsep.join(map(str, v)) if isinstance(v, list) else str(v)

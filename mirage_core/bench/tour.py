@@ -81,8 +81,11 @@ class TourResult(BenchResult):
 
 def bench_tour(settings, bundle: str = "") -> TourResult:
     """The tour in a fresh process with an empty MIRAGE home (so the first start really embeds or installs)."""
-    from ..config import REPO_ROOT
+    from ..config import REPO_ROOT, SOURCE_CHECKOUT
+    from ..errors import MirageError
 
+    if not SOURCE_CHECKOUT:
+        raise MirageError("bench tour runs the dashboard's pages: run it from a source checkout")
     with tempfile.TemporaryDirectory(prefix="mirage-tour-") as home:
         env = {**os.environ, "MIRAGE_HOME": home, "MIRAGE_CORPUS": settings.corpus, "MIRAGE_ENCODER": settings.encoder,
                "MIRAGE_LLM": settings.llm, "MIRAGE_INDEX": "exact", "MIRAGE_QUIZ_DB": str(Path(home) / "p.sqlite")}
@@ -91,8 +94,6 @@ def bench_tour(settings, bundle: str = "") -> TourResult:
         done = subprocess.run([sys.executable, "-c", _TOUR, str(REPO_ROOT / "streamlit_app.py")], env=env,
                               capture_output=True, text=True, cwd=REPO_ROOT)
     if done.returncode != 0:
-        from ..errors import MirageError
-
         raise MirageError("the tour failed: " + (done.stderr.strip().splitlines() or ["?"])[-1])
     marks = json.loads(done.stdout.strip().splitlines()[-1])
     return TourResult(peak_rss_mib=round(marks["peak_rss_mib"]), first_start_s=round(marks["first_start_s"], 1),

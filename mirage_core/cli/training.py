@@ -33,7 +33,8 @@ def register(commands) -> dict:
                                  help="vae, unet or lcm; repeatable (default: all three in order)")
     train_generator.add_argument("--steps", action="append", default=[], metavar="STAGE=N",
                                  help="total steps of a stage, e.g. unet=20000 (default: the config's)")
-    train_generator.add_argument("--out", metavar="DIR", help="weights folder (default: assets/lite-generator)")
+    train_generator.add_argument("--out", metavar="DIR", help="weights folder (default: MIRAGE_HOME/lite-generator; "
+                                 "--out assets/lite-generator replaces the shipped weights in a checkout)")
     train_generator.add_argument("--work", metavar="DIR", help="checkpoints (default: MIRAGE_HOME/generator-work)")
     train_generator.add_argument("--unet-from", metavar="DIR",
                                  help="start a new UNet from another lite generator's UNet, every tensor whose "
@@ -65,7 +66,6 @@ def cmd_train_encoder(args) -> int:
 
 
 def cmd_train_generator(args) -> int:
-    from ..config import REPO_ROOT
     from ..encoders import create_encoder
     from ..generation.training import STAGES, train_generator
 
@@ -78,7 +78,7 @@ def cmd_train_generator(args) -> int:
     settings = settings_from(args)
     encoder = create_encoder(settings.encoder, settings.device)
     report = train_generator(
-        settings.load_corpus(), encoder, Path(args.out) if args.out else REPO_ROOT / "assets" / "lite-generator",
+        settings.load_corpus(), encoder, Path(args.out) if args.out else Path(settings.home) / "lite-generator",
         Path(args.work) if args.work else settings.generator_work_dir(), args.stage or STAGES, steps,
         settings.device, log=lambda line: print(line, file=sys.stderr, flush=True),
         unet_from=Path(args.unet_from) if args.unet_from else None,

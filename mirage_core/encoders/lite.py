@@ -27,11 +27,11 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..config import shipped
 from ..errors import MirageError
 from .base import Encoder, fingerprint_of, normalise_rows
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-DEFAULT_WEIGHTS = ASSETS / "lite-encoder" / "heads.safetensors"
+DEFAULT_WEIGHTS = shipped("lite-encoder") / "heads.safetensors"
 CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
 
 

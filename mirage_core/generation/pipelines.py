@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import REPO_ROOT
+from ..config import shipped
 from ..errors import MirageError
 from ..files import atomic_folder, write_json
 
 CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
-LITE_WEIGHTS = REPO_ROOT / "assets" / "lite-generator"
+LITE_WEIGHTS = shipped("lite-generator")
 LORA_WEIGHT_NAME = "lcm_lora.safetensors"
 SD_DEFAULT = "Nihirc/Prompt2MedImage"
 SD_LCM_LORA = "latent-consistency/lcm-lora-sdv1-5"
