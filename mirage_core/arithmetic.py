@@ -138,5 +138,5 @@ def walk(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def concept_walk(index: Index, encoder: Encoder, start: str, end: str, t: float, k: int = 8) -> list[Hit]:
     """The images nearest to the point a fraction t of the way from one text concept to another."""
-    start_vector, end_vector = encoder.encode_text([check_query_text(start, "start"), check_query_text(end, "end")])
+    start_vector, end_vector = encoder.encode_query([check_query_text(start, "start"), check_query_text(end, "end")])
     return index.search(walk(start_vector, end_vector, t), k)

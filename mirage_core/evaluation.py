@@ -51,6 +51,9 @@ def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) 
         corpus = Corpus(corpus.name, split_records(corpus.records)[1], corpus.skipped)
     index = build_index(corpus, encoder, progress=progress)
     metrics = recall_metrics(index.images, index.captions, index.image_bias, index.caption_bias)
+    # text→image as a user searches: each caption through the encoder's query path (see Encoder.encode_query)
+    queries = encoder.encode_query([record.caption for record in index.records])
+    metrics["t2i"] = _summary(_ranks(queries, index.images, index.image_bias))
     metrics["encoder"] = encoder.name
     metrics["skipped"] = index.manifest["skipped"]
     return metrics

@@ -39,7 +39,7 @@ def as_unit_vector(encoder: Encoder, query: Query, what: str = "query") -> np.nd
     """The query's unit vector in the encoder's joint space."""
     kind = kind_of(query)
     if kind == "text":
-        vector = encoder.encode_text([check_query_text(query, what)])[0]
+        vector = encoder.encode_query([check_query_text(query, what)])[0]
     elif kind == "image":
         if np.asarray(query.convert("L"), dtype=np.float32).std() < 2.0:
             raise QueryError(f"the {what} image is blank (one flat colour): there is nothing to compare")

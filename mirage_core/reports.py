@@ -251,5 +251,5 @@ def enrich_query(index: Index, encoder: Encoder, query: str, llm=None, k: int = 
         expansion, method = expansion_from_concepts(index, vector, text), "concepts"
     if not expansion:
         return QueryEnrichment(text, "", method, before, before)
-    expanded = normalise_rows((vector + weight * encoder.encode_text([f"{text} {expansion}"])[0])[None])[0]
+    expanded = normalise_rows((vector + weight * encoder.encode_query([f"{text} {expansion}"])[0])[None])[0]
     return QueryEnrichment(text, expansion, method, before, index.search(expanded, k))

@@ -30,7 +30,7 @@ def test_stages_run_resume_and_load(tmp_path, demo_corpus, lite_encoder):
     report = train_generator(corpus, lite_encoder, out, work, steps={"vae": 2, "unet": 2, "lcm": 2},
                              config=_tiny_config())
     assert report["vae_steps"] == report["unet_steps"] == report["lcm_steps"] == 2
-    assert report["encoder_fingerprint"] == lite_encoder.fingerprint and report["train_images"] > 20
+    assert report["encoder_fingerprint"] == lite_encoder.space_fingerprint and report["train_images"] > 20
     assert (out / "vae").is_dir() and (out / "unet").is_dir() and (out / LORA_WEIGHT_NAME).exists()
 
     # more VAE training would move the latents under the trained UNet: refused, and nothing is touched

@@ -66,6 +66,7 @@ def bench_search(n: int = 65536, repeats: int = 50, backend: str = "exact", enco
     from ..corpus import Record
     from ..encoders import create_encoder
     from ..index import Index
+    from ..search import search_text
 
     encoder = encoder or create_encoder("lite")
     bank = getattr(encoder, "reference_bank", None)
@@ -87,14 +88,14 @@ def bench_search(n: int = 65536, repeats: int = 50, backend: str = "exact", enco
         index.backend = PgVectorSearch(database_url, f"bench-{n}")
     build_s = time.perf_counter() - started
 
-    vectors = encoder.encode_text(QUERIES)
+    vectors = encoder.encode_query(QUERIES)
     found = 0
     for vector in vectors:
         exact = {h.row for h in exact_index.search(vector, 10)}
         found += len(exact & {h.row for h in index.search(vector, 10)})
     recall = found / (10 * len(vectors))
 
-    variants = {"mirage": lambda i: index.search(encoder.encode_text([QUERIES[i % len(QUERIES)]])[0], k=10)}
+    variants = {"mirage": lambda i: search_text(index, encoder, QUERIES[i % len(QUERIES)], 10)}  # the app's path
     original = None
     if baseline and backend == "exact":
         variants["original"] = _original_path(n)

@@ -39,16 +39,26 @@ class Encoder(ABC):
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray: ...
 
     @torch.inference_mode()
-    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_text(self, texts: Sequence[str], query: bool = False) -> np.ndarray:
+        """Unit embeddings of texts. `query=True` marks a user's query rather than corpus text: an encoder may
+        answer it by a faster path of its own (see `encode_query`)."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with less padding
         ordered = [texts[i] for i in order]
-        chunks = [self._text_features(ordered[i : i + MAX_TEXT_BATCH]) for i in range(0, len(ordered), MAX_TEXT_BATCH)]
+        features = self._query_features if query else self._text_features
+        chunks = [features(ordered[i : i + MAX_TEXT_BATCH]) for i in range(0, len(ordered), MAX_TEXT_BATCH)]
         rows = np.empty((len(texts), self.dim), dtype=np.float32)
         rows[order] = torch.cat(chunks).float().cpu().numpy()
         return self._finish(normalise_rows(rows), "text")
+
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of query texts (what a user types), which search the corpus' embeddings."""
+        return self.encode_text(texts, query=True)
+
+    def _query_features(self, texts: list[str]) -> torch.Tensor:
+        return self._text_features(texts)
 
     def _finish(self, rows: np.ndarray, modality: str) -> np.ndarray:
         """Last step for both modalities (identity here); an encoder may refine its unit rows."""

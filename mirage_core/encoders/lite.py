@@ -33,6 +33,7 @@ from .base import Encoder, fingerprint_of, normalise_rows
 
 DEFAULT_WEIGHTS = shipped("lite-encoder") / "heads.safetensors"
 CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
+RUNTIME_KEYS = ("text_runtime", "query_runtime")  # how the text tower runs, not what it computes
 
 
 def load_config(path: Path = CONFIG_FILE) -> dict:
@@ -118,6 +119,72 @@ def text_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
+class _MeanPooled(nn.Module):
+    """MiniLM with the masked mean pool of its last layer, the graph that is exported to ONNX."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
+        mask = attention_mask.unsqueeze(-1).float()
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def onnx_session(model: nn.Module, model_path: str, quantised: bool = False, threads: int | None = None):
+    """An ONNX Runtime session of MiniLM. float32 (`text_runtime: onnx`, corpus captions): the features of
+    PyTorch's float32, ~4 ms a query instead of ~7 for PyTorch's bfloat16. int8 weights (`query_runtime:
+    onnx-int8`, queries only): ~1.5 ms; held-out text→image R@10 47.2 against 47.7 with float32 queries (2 of
+    417), while int8 captions too would cost 3.6 points image→text, so captions stay float32. Exported once per
+    model and library versions into the MIRAGE home's `onnx/` folder (a few seconds), then loaded from there."""
+    import copy
+    import hashlib
+    import logging
+    import os
+    import tempfile
+    import warnings
+
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..config import default_home
+    from ..files import atomic_path
+
+    weights = sorted(Path(model_path).glob("*.safetensors")) or sorted(Path(model_path).glob("*.bin"))
+    key = hashlib.sha1(f"{torch.__version__}|{onnxruntime.__version__}|{quantised}".encode()
+                       + b"".join(w.name.encode() + str(w.stat().st_size).encode() for w in weights)).hexdigest()[:12]
+    target = Path(os.environ.get("MIRAGE_HOME") or default_home()) / "onnx" / f"minilm-{key}.onnx"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: export for this process only (the commands that write say so later)
+        target = Path(tempfile.mkdtemp(prefix="mirage-onnx-")) / target.name
+    if not target.exists():
+        with tempfile.TemporaryDirectory() as scratch, atomic_path(target) as temporary:
+            plain = Path(scratch) / "minilm.onnx" if quantised else temporary
+            example = (torch.ones(1, 8, dtype=torch.long), torch.ones(1, 8, dtype=torch.long))
+            with warnings.catch_warnings():  # the tracer's notes on shapes are for model authors, not users
+                warnings.simplefilter("ignore")
+                torch.onnx.export(_MeanPooled(copy.deepcopy(model).float()).eval(), example, str(plain), dynamo=False,
+                                  opset_version=17, input_names=["input_ids", "attention_mask"],
+                                  output_names=["pooled"], dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                                                         "attention_mask": {0: "batch", 1: "tokens"}})
+            if quantised:
+                root = logging.getLogger()
+                level, root.level = root.level, logging.ERROR  # its advice on pre-processing is for tool authors
+                try:
+                    quantize_dynamic(str(plain), str(temporary), weight_type=QuantType.QInt8)
+                finally:
+                    root.setLevel(level)
+    options = onnxruntime.SessionOptions()
+    # One query runs best on the calling thread alone (2.3 ms; a pool's threads wake too slowly, or spin and
+    # take the cores from the PyTorch heads and scan that follow); batches of captions use every core.
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+
+
 class TextBackbone(nn.Module):
     """Frozen all-MiniLM-L6-v2 returning masked mean pools of the configured hidden layers."""
 
@@ -135,13 +202,30 @@ class TextBackbone(nn.Module):
         self.model = AutoModel.from_pretrained(path, dtype=self.dtype).eval().requires_grad_(False)
         self.layers = config["text_layers"]
         self.max_tokens = config["text_max_tokens"]
+        self.hidden_size = self.model.config.hidden_size
+        self.session = None
+        runtimes = {config.get("text_runtime", "torch"), config.get("query_runtime", "torch")}
+        if runtimes - {"torch", "onnx", "onnx-int8"}:
+            raise MirageError(f"text_runtime and query_runtime are torch, onnx or onnx-int8, not {sorted(runtimes)}")
+        if runtimes != {"torch"} and self.layers != [-1]:
+            raise MirageError("an ONNX text runtime pools the last layer only (text_layers [-1])")
+        text, query = config.get("text_runtime", "torch"), config.get("query_runtime", "torch")
+        self.session = onnx_session(self.model, path, text == "onnx-int8") if text != "torch" else None
+        self.query_session = (onnx_session(self.model, path, query == "onnx-int8", threads=1)
+                              if query != "torch" else self.session)
+        if "torch" not in runtimes:
+            del self.model  # its weights now live in the sessions
 
     @property
     def feature_dim(self) -> int:
-        return self.model.config.hidden_size * len(self.layers)
+        return self.hidden_size * len(self.layers)
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
+    def forward(self, texts: list[str], query: bool = False) -> torch.Tensor:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        session = self.query_session if query else self.session
+        if session is not None:
+            feeds = {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()}
+            return torch.from_numpy(session.run(None, feeds)[0])
         outputs = self.model(**batch, output_hidden_states=len(self.layers) > 1 or self.layers != [-1])
         hidden = outputs.hidden_states if outputs.hidden_states is not None else (outputs.last_hidden_state,)
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -215,12 +299,19 @@ class LiteEncoder(Encoder):
         if bank_file.exists():
             self.reference_bank = {k: v.float().numpy() for k, v in load_file(str(bank_file)).items()}
         self.fingerprint = fingerprint_of(self.name, self.config, files)
+        # The joint space itself, whatever runtime computes it: what a generator conditioned on it checks
+        # (an index checks `fingerprint`, as the runtime moves its numbers a little)
+        self.space_fingerprint = fingerprint_of(
+            self.name, {k: v for k, v in self.config.items() if k not in RUNTIME_KEYS}, files)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_backbone.preprocess(image)
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
         return self.heads.embed_text(self.text_backbone(texts))
+
+    def _query_features(self, texts: list[str]) -> torch.Tensor:
+        return self.heads.embed_text(self.text_backbone(texts, query=True))
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:

@@ -26,9 +26,10 @@ class LiteGenerator(ImageGenerator):
         self.pipeline, self.config = lite_pipeline(folder)
         report = Path(folder) / "training.json"
         trained_with = json.loads(report.read_text()).get("encoder_fingerprint") if report.exists() else None
-        if trained_with and trained_with != encoder.fingerprint:
+        space = getattr(encoder, "space_fingerprint", encoder.fingerprint)
+        if trained_with and trained_with != space:
             raise MirageError(f"the lite generator was trained on embeddings of encoder {trained_with}, not of "
-                              f"'{encoder.name}' ({encoder.fingerprint})")
+                              f"'{encoder.name}' ({space})")
         if encoder.dim != self.config["condition_dim"]:
             raise MirageError(f"the lite generator takes {self.config['condition_dim']}-d embeddings; encoder "
                               f"'{encoder.name}' gives {encoder.dim}")

@@ -472,7 +472,8 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
         _refuse_to_strand_the_unet(out_dir, work_dir)
     data = prepare_data(train_records, encoder, config["resolution"], work_dir, log)
     report.update({"corpus": corpus.name, "train_images": int(len(data["ids"])),
-                   "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint})
+                   "encoder": encoder.name,
+                   "encoder_fingerprint": getattr(encoder, "space_fingerprint", encoder.fingerprint)})
     def record(update: dict) -> None:
         # written with every checkpoint the UNet and LCM stages publish, so that stopping a run at any
         # point leaves weights and report agreeing on how far they were trained
