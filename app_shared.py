@@ -35,6 +35,7 @@ PAGES = [  # (script, title, icon): the navigation, drawn by `frame` on every pa
     ("pages/reports.py", "Reports", ":material/description:"),
 ]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
+SCORE_NOTE = "Ranked by score: the cosine similarity, less a correction for 'hub' images that resemble every query."
 
 
 @st.cache_resource(show_spinner="Loading the encoder…")
@@ -154,13 +155,15 @@ def source_line(record: Record) -> str:
     return " · ".join(parts)
 
 
-def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: bool = True) -> None:
-    """A grid of results: image, caption, score, modality, licence and PMC link; 'more like this'."""
+def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: bool = True,
+              explain: bool = True) -> None:
+    """A grid of results: image, caption, score, modality, licence and PMC link; 'more like this'.
+    `explain=False` leaves out the note on the score, for a page that shows several grids under one note."""
     if not hits:
         st.info("No results match the filters.")
         return
-    st.caption("Ranked by similarity, corrected for 'hub' images that resemble every query; "
-               "the number shown is the plain cosine similarity.")
+    if explain:
+        st.caption(SCORE_NOTE)
     grid = st.columns(columns)
     for rank, hit in enumerate(hits):
         with grid[rank % columns]:
@@ -169,13 +172,23 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
                     st.image(open_image(hit.record.image_path), width="stretch")
                 except MirageError:
                     st.warning("image unavailable")
-                st.caption(f"**{rank + 1}.** similarity {hit.score:.3f} · {inert(hit.record.modality)} · "
+                st.caption(f"**{rank + 1}.** score {hit.ranking:.3f} · {inert(hit.record.modality)} · "
                            f"{inert(hit.record.id)}")
                 st.markdown(inert(hit.record.caption, limit=220))
                 st.markdown(source_line(hit.record))
                 if more_like_this and st.button("More like this", key=f"{key}-more-{hit.record.id}"):
                     st.session_state["similar_to"] = hit.record.id
                     st.switch_page("pages/retrieval.py")
+
+
+def show_verdict(verdict, key: str) -> bool:
+    """Say when a search found nothing relevant; True when its results should be shown as they are."""
+    if verdict.level == "off_topic":
+        st.warning(f"Nothing relevant found: {verdict.reason}.", icon=":material/search_off:")
+        return st.toggle("Show the nearest images anyway", key=f"anyway-{key}", value=False)
+    if verdict.level == "weak":
+        st.info(f"Weak match: {verdict.reason}.", icon=":material/help:")
+    return True
 
 
 def dual_search_vector() -> tuple[object, str] | None:

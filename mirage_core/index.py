@@ -53,8 +53,9 @@ WORD = re.compile(r"[a-z][a-z-]{2,}")
 @dataclass(frozen=True)
 class Hit:
     record: Record
-    score: float
+    score: float  # the cosine similarity
     row: int
+    ranking: float = 0.0  # what results are ranked by and show: the cosine corrected for the row's hubness
 
 
 class Index:
@@ -83,6 +84,10 @@ class Index:
         self.licences = np.array([r.licence for r in self.records])
         self._rows = {r.id: i for i, r in enumerate(self.records)}
         self.backend = ExactScan(self)  # where candidate rows are found; see `backends` for FAISS and pgvector
+        # The ranking subtracts each row's bias less the typical one: the same order as subtracting the bias,
+        # on the scale of a cosine (so a shown score reads like a similarity, not a negative number)
+        self.typical_bias = {"images": float(np.median(self.image_bias)) if len(self) else 0.0,
+                             "captions": float(np.median(self.caption_bias)) if len(self) else 0.0}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -138,8 +143,9 @@ class Index:
         if cosines is None:  # the backend found rows only: score them exactly here
             cosines = (self.images if target == "images" else self.captions)[rows] @ vector
         bias = self.image_bias if target == "images" else self.caption_bias
-        best = top_k(cosines - bias[rows], k)
-        return [Hit(self.records[rows[j]], float(cosines[j]), int(rows[j])) for j in best]
+        ranking = cosines - (bias[rows] - self.typical_bias[target])
+        best = top_k(ranking, k)
+        return [Hit(self.records[rows[j]], float(cosines[j]), int(rows[j]), float(ranking[j])) for j in best]
 
     def check_encoder(self, encoder: Encoder) -> None:
         built_with = self.manifest.get("fingerprint")

@@ -181,3 +181,23 @@ def label_record(record) -> Labels:
         modality_of(record.caption, record.cuis, record.keywords),
         region_of(record.caption, record.cuis, record.keywords, record.semtypes),
     )
+
+
+# ROCO's keywords are extracted automatically and include words that teach nothing on their own
+FILLER_KEYWORDS = frozenset({
+    "high", "low", "area", "areas", "patient", "patients", "case", "image", "images", "figure", "left", "right",
+    "arrow", "arrows", "arrowhead", "showing", "shows", "show", "seen", "view", "side", "level", "normal", "small",
+    "large", "year", "years", "old", "time", "note", "scan", "white", "black", "red", "yellow", "blue", "mass",
+    "lesion", "increased", "decreased", "significant", "anterior", "posterior", "upper", "lower", "type", "part",
+})
+
+
+def teaching_keywords(keywords, limit: int = 8) -> list[str]:
+    """A record's keywords worth showing a student: no filler words, no bare UMLS codes, no repeats."""
+    kept: list[str] = []
+    for keyword in keywords:
+        word = " ".join(str(keyword).split())
+        if (len(word) > 2 and word.lower() not in FILLER_KEYWORDS and not re.fullmatch(r"C\d{7}", word)
+                and word.lower() not in {k.lower() for k in kept}):
+            kept.append(word)
+    return kept[:limit]

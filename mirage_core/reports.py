@@ -6,7 +6,8 @@ cases and composes:
   the share of support, citing the cases that carry the winning label;
 - **findings**: sentences of the cases' captions ranked by similarity to the query (near-duplicates
   dropped), each citing its case;
-- **key concepts**: ROCO keywords and UMLS CUIs shared by the cases, each citing the cases that have it;
+- **key concepts**: ROCO keywords shared by the cases (filler words and bare UMLS codes left out), each
+  citing the cases that have it;
 - **sources**: numbered ROCO ids with their PMC article and licence.
 Every statement cites at least one source, and the sources are exactly the retrieved cases. When no case
 is close enough (below the similarity floor, or a text whose words the corpus never uses) the report says
@@ -29,11 +30,10 @@ from PIL import Image
 from .display import inert, link
 from .encoders.base import Encoder, normalise_rows
 from .index import WORD, Hit, Index
-from .labels import UNKNOWN
+from .labels import UNKNOWN, teaching_keywords
 from .query import Query, as_unit_vector, check_query_text, kind_of
+from .relevance import assess
 
-TEXT_FLOOR = 0.5  # cosine of the best case below which a text query found nothing relevant
-IMAGE_FLOOR = 0.6
 FINDINGS = 4
 CONCEPTS = 8
 DUPLICATE_SENTENCE = 0.92
@@ -84,6 +84,7 @@ class Report:
     modality_label: str = UNKNOWN
     region_label: str = UNKNOWN
     nothing_found: str = ""
+    left_out: int = 0  # retrieved cases below the relevance floor, not used
 
     @property
     def statements(self) -> list[Statement]:
@@ -102,6 +103,9 @@ class Report:
         lines += ["", f"{section} Findings in similar cases", ""] + [f"- {s.cited_markdown()}" for s in self.findings]
         lines += ["", f"{section} Key concepts", ""] + [f"- {s.cited_markdown()}" for s in self.concepts]
         lines += ["", f"{section} Sources", ""]
+        if self.left_out:
+            lines += [f"*{self.left_out} more retrieved case(s) were left out: too far from the query to ground "
+                      "a statement.*", ""]
         for source in self.sources:
             article = link(source.pmc_id, source.article_url) if source.article_url else "PMC article unknown"
             lines.append(f"{source.number}. {inert(source.record_id)} — {article}, "
@@ -118,26 +122,25 @@ def query_vector(encoder: Encoder, query: Query) -> tuple[np.ndarray, str, str]:
     return as_unit_vector(encoder, query), kind, description
 
 
-def _unknown_words(index: Index, text: str) -> bool:
-    """True when no word of the query (of 3+ letters) appears anywhere in the corpus' captions."""
-    words = set(WORD.findall(text.lower())) - GENERIC_WORDS
-    return bool(words) and not (words & index.caption_words)
-
-
 def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | np.ndarray, k: int = 8,
                     floor: float | None = None, exclude: Sequence[int] = ()) -> Report:
-    """The report on the query's k nearest cases (see the module docstring)."""
+    """The report on the query's k nearest cases (see the module docstring). Whether anything relevant was
+    found is `relevance.assess`; cases scoring below the floor (the calibrated one unless `floor` is given) are
+    left out, and the report says how many."""
     vector, kind, description = query_vector(encoder, query)
     report = Report(description)
-    floor = floor if floor is not None else (IMAGE_FLOOR if kind == "image" else TEXT_FLOOR)
-    if kind == "text" and _unknown_words(index, description):
-        report.nothing_found = ("Nothing relevant found: none of the query's words occur in this corpus' captions. "
-                                "Try radiology terms (a modality, an organ, a finding).")
+    hits = index.search(vector, k, exclude=exclude)
+    verdict = assess(index, hits, description if kind == "text" else None, kind)
+    if not verdict.relevant and floor is None:
+        report.nothing_found = f"Nothing relevant found: {verdict.reason}. The report does not guess."
         return report
-    hits = [h for h in index.search(vector, k, exclude=exclude) if h.score >= floor]
+    cut = verdict.floor if floor is None else floor
+    kept = [h for h in hits if h.ranking >= cut]
+    report.left_out = len(hits) - len(kept)
+    hits = kept
     if not hits:
-        report.nothing_found = (f"Nothing relevant found: no case of this corpus is similar enough to the query "
-                                f"(similarity floor {floor:.2f}). The report does not guess.")
+        report.nothing_found = (f"Nothing relevant found: no case is close enough to the query (similarity floor "
+                                f"{cut:.2f}). The report does not guess.")
         return report
     report.sources = [_source(n, hit) for n, hit in enumerate(hits, 1)]
     weights = np.array([max(h.score, 1e-3) for h in hits])
@@ -200,22 +203,13 @@ def _findings(encoder: Encoder, vector: np.ndarray, hits: Sequence[Hit]) -> list
 def _concepts(hits: Sequence[Hit]) -> list[Statement]:
     keyword_sources: dict[str, list[int]] = {}
     for number, hit in enumerate(hits, 1):
-        for keyword in {k.lower() for k in hit.record.keywords}:
-            if keyword not in GENERIC_WORDS and len(keyword) > 2:
+        for keyword in {k.lower() for k in teaching_keywords(hit.record.keywords, limit=50)}:
+            if keyword not in GENERIC_WORDS:
                 keyword_sources.setdefault(keyword, []).append(number)
     shared = sorted(keyword_sources.items(), key=lambda item: (-len(item[1]), item[0]))
-    statements = [Statement(f"{word} (in {len(numbers)} of {len(hits)} cases)", tuple(numbers))
-                  for word, numbers in shared[:CONCEPTS] if len(numbers) > 1 or len(hits) == 1]
-    cui_sources: dict[str, list[int]] = {}
-    for number, hit in enumerate(hits, 1):
-        for cui in set(hit.record.cuis):
-            cui_sources.setdefault(cui, []).append(number)
-    common = sorted(((c, n) for c, n in cui_sources.items() if len(n) > 1), key=lambda item: (-len(item[1]), item[0]))
-    if common:
-        listed = ", ".join(f"{cui} ({len(numbers)})" for cui, numbers in common[:5])
-        cited = tuple(sorted({n for _, numbers in common[:5] for n in numbers}))
-        statements.append(Statement(f"UMLS concepts shared by the cases: {listed}", cited))
-    return statements
+    # UMLS codes are not shown: a bare code (C0013687) teaches nothing, and the corpus carries no names for them
+    return [Statement(f"{word} (in {len(numbers)} of {len(hits)} cases)", tuple(numbers))
+            for word, numbers in shared[:CONCEPTS] if len(numbers) > 1 or len(hits) == 1]
 
 
 @dataclass

@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, frame, get_projection, path_figure, read_upload, show_hits
+from app_shared import UPLOAD_TYPES, frame, get_projection, path_figure, read_upload, show_hits, show_verdict
 from mirage_core.arithmetic import Term, concept_walk, dual_search
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.projection import CENTRING_NOTE, picture_of
+from mirage_core.relevance import assess
 
 PRESETS = {
     "Chest X-Ray − Bones + Soft Tissue": ("Chest X-Ray", ["Bones"], ["Soft Tissue"]),
@@ -66,7 +67,8 @@ with before:
     show_hits(result.original, key="original", columns=2, more_like_this=False)
 with after:
     st.subheader("After the arithmetic")
-    show_hits(result.modified, key="modified", columns=2, more_like_this=False)
+    if show_verdict(assess(index, result.modified, kind="vector"), key="dual"):
+        show_hits(result.modified, key="modified", columns=2, more_like_this=False)
 
 st.subheader("Where the vector moved")
 picture = picture_of(get_projection(), result.composition, result.modified, index)

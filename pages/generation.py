@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, dual_search_vector, frame, get_generator, read_upload, show_hits
+from app_shared import SCORE_NOTE, UPLOAD_TYPES, dual_search_vector, frame, get_generator, read_upload, show_hits
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.generation import GenerationRequest
@@ -53,9 +53,11 @@ for number, (synthetic, nearest) in enumerate(st.session_state.get("generated", 
         with left:
             st.image(synthetic.image, caption=f"Synthetic #{number} — AI-generated", width="stretch")
             st.caption(f"{synthetic.metadata['Sampler']} · seed {synthetic.metadata['Seed']} · "
-                       f"{synthetic.metadata['Seconds']} s")
+                       f"{synthetic.metadata['Seconds']}\u00a0s")  # a no-break space: the unit stays with its number
             st.download_button("Download PNG", synthetic.png_bytes(), f"mirage-synthetic-{number}.png",
                                "image/png", key=f"download-{number}")
         with right:
             st.markdown("**Nearest real images in the corpus**")
-            show_hits(nearest, key=f"near-{number}", columns=3, more_like_this=False)
+            show_hits(nearest, key=f"near-{number}", columns=3, more_like_this=False, explain=False)
+if st.session_state.get("generated"):
+    st.caption(SCORE_NOTE)

@@ -8,7 +8,7 @@ import streamlit as st
 from app_shared import frame, get_progress_store, show_record_image, source_line
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
-from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
+from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN, teaching_keywords
 from mirage_core.quiz import (
     DIFFICULTIES,
     KINDS,
@@ -79,9 +79,8 @@ def explain(result) -> None:
     record = index.records[index.row_of(question.subject_id)] if question.subject_id else None
     if record is not None:
         st.markdown(f"**True caption** (by the article's authors): {inert(record.caption)}")
-        concepts = inert(", ".join(record.keywords[:12])) or "—"
-        st.markdown(f"**Labels:** {inert(record.modality)} · {inert(record.region)}  \n**Keywords:** {concepts}  \n"
-                    f"**UMLS concepts:** {inert(', '.join(record.cuis[:10])) or '—'}")
+        concepts = inert(", ".join(teaching_keywords(record.keywords))) or "—"
+        st.markdown(f"**Labels:** {inert(record.modality)} · {inert(record.region)}  \n**Key terms:** {concepts}")
         st.markdown(f"**Source:** {source_line(record)}")
     if not result.correct:
         chosen = question.options[result.chosen]

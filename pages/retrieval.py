@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, frame, read_upload, show_hits
+from app_shared import UPLOAD_TYPES, frame, read_upload, show_hits, show_record_image, show_verdict
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES
 from mirage_core.query import as_unit_vector
+from mirage_core.relevance import assess
 from mirage_core.search import more_like_this, search_text
 
 PRESETS = [
@@ -25,10 +26,19 @@ with st.sidebar:
 
 similar_to = st.session_state.get("similar_to")
 if similar_to:
-    st.subheader(f"More like {inert(similar_to)}")
+    st.subheader("More like this image")
     if st.button("Back to search"):
         del st.session_state["similar_to"]
         st.rerun()
+    if similar_to in index:
+        left, right = st.columns([1, 3])
+        with left:
+            show_record_image(index, similar_to)
+        with right:
+            record = index.records[index.row_of(similar_to)]
+            st.markdown(f"**The image you started from** ({inert(record.modality)} · {inert(record.region)})")
+            st.markdown(inert(record.caption, limit=400))
+        st.markdown("**Nearest images in the corpus**")
     try:
         show_hits(more_like_this(index, similar_to, k), key="similar")
     except MirageError as error:
@@ -47,9 +57,10 @@ with by_text:
         st.session_state["text_query"] = st.session_state["last_preset"] = preset
     if "text_query" in st.session_state:
         try:
-            hits = search_text(index, encoder, st.session_state["text_query"], k, modalities=modalities,
-                               licences=licences)
-            show_hits(hits, key="text")
+            text = st.session_state["text_query"]
+            hits = search_text(index, encoder, text, k, modalities=modalities, licences=licences)
+            if show_verdict(assess(index, hits, text), key="text"):
+                show_hits(hits, key="text")
         except MirageError as error:
             st.error(inert(error))
 
@@ -68,6 +79,6 @@ with by_image:
             st.markdown("**Captions that describe it best** (written by the articles' authors)")
             for rank, hit in enumerate(index.search(vector, 5, target="captions"), 1):
                 st.markdown(f"{rank}\\. {inert(hit.record.caption)}")
-                st.caption(f"similarity {hit.score:.3f} · {inert(hit.record.id)}")
+                st.caption(f"score {hit.ranking:.3f} · {inert(hit.record.id)}")
         st.markdown("**Similar images**")
         show_hits(index.search(vector, k, modalities=modalities, licences=licences), key="image")

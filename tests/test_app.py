@@ -66,7 +66,11 @@ def test_more_like_this(app_env):
     more = next(b for b in at.button if b.label == "More like this")
     more.click().run()
     assert not at.exception
-    assert any(h.value.startswith("More like") for h in at.subheader)
+    assert any(h.value == "More like this image" for h in at.subheader)
+    started_from = at.session_state["similar_to"]
+    assert any("The image you started from" in m.value for m in at.markdown)
+    results = [shown(c.value) for c in at.caption if c.value.startswith("**")]
+    assert results and not any(started_from in r for r in results)  # the image itself is not its own result
 
 
 def test_dual_search_presets_plot_and_walk(app_env):
@@ -176,3 +180,14 @@ def test_generation_page_draws_marked_images_beside_real_ones(app_env):
     at.text_input[0].input("").run()
     next(b for b in at.button if b.label == "Generate").click().run()
     assert "empty" in at.error[0].value
+
+
+def test_an_off_topic_query_says_nothing_relevant_instead_of_showing_results(app_env):
+    at = _app("pages/retrieval.py")
+    at.text_input[0].input("qwxz blorf zzzk fnord")
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert any("Nothing relevant found" in w.value for w in at.warning)
+    assert not [c for c in at.caption if c.value.startswith("**")]  # no result cards
+    at.toggle(key="anyway-text").set_value(True).run()
+    assert len([c for c in at.caption if c.value.startswith("**")]) == 12

@@ -298,3 +298,20 @@ def test_kinds_a_small_corpus_cannot_support_are_dropped(demo_corpus):
     assert "modality" in generator.dropped_kinds
     assert len(questions) == 6 and all(validate(q) is None for q in questions)
     assert not {q.kind for q in questions} & set(generator.dropped_kinds)
+
+
+def test_no_hint_gives_the_answer_away(generated):
+    from mirage_core.quiz.questions import hint_problem
+
+    _, questions = generated
+    assert questions and all(hint_problem(q) is None for q in questions)
+    assert {q.kind for q in questions} == set(KINDS)
+
+
+def test_a_hint_that_names_the_answer_is_unsound(generated):
+    import dataclasses
+
+    _, questions = generated
+    question = next(q for q in questions if q.kind == "modality")
+    leaky = dataclasses.replace(question, hint=f"it is {question.correct.text}, obviously")
+    assert "hint names" in validate(leaky)

@@ -185,3 +185,10 @@ def test_unknown_language_models_are_clear_errors(tmp_path):
         create_llm("gpt-17")
     with pytest.raises(MirageError, match="cannot load the language model"):
         create_llm(f"hf:{tmp_path / 'nothing-here'}")
+
+
+def test_reports_show_no_bare_umls_codes_or_filler_keywords(slice_index, lite_encoder):
+    markdown = grounded_report(slice_index, lite_encoder, "chest x-ray", k=8, floor=0.0).to_markdown()
+    assert not re.search(r"\bC\d{7}\b", markdown)
+    concepts = markdown.split("Key concepts")[1].split("Sources")[0].lower()
+    assert not re.search(r"^- (high|area|patient|patients) \(", concepts, re.M)

@@ -6,11 +6,11 @@ import json
 
 from .common import UsageError, corpus_options, open_index, settings_from
 
-BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load")
+BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load", "relevance")
 
 
 def register(commands) -> dict:
-    bench = commands.add_parser("bench", help="measure: search, build, startup, quiz, report, generate, tour, load")
+    bench = commands.add_parser("bench", help="measure: " + ", ".join(BENCHMARKS))
     bench.add_argument("what", choices=BENCHMARKS)
     bench.add_argument("--n", type=int, help="vectors in the index (search), images to embed (build), cases "
                                              "(report), questions (quiz) or images per run (generate)")
@@ -52,7 +52,11 @@ def cmd_bench(args) -> int:
     else:
         encoder = create_encoder(settings.encoder, settings.device)
         index = open_index(args, settings, encoder)
-        if args.what == "quiz":
+        if args.what == "relevance":
+            from ..bench.relevance import bench_relevance
+
+            result = bench_relevance(index, encoder, n=args.n or 300)
+        elif args.what == "quiz":
             from ..bench.quiz import bench_quiz
 
             result = bench_quiz(index, encoder, n=args.n or 250)

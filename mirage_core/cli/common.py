@@ -87,7 +87,8 @@ def open_index(args, settings, encoder):
 def hit_dict(hit) -> dict:
     record = hit.record
     return {
-        "id": record.id, "score": round(hit.score, 4), "modality": record.modality, "caption": record.caption,
+        "id": record.id, "score": round(hit.ranking, 4), "cosine": round(hit.score, 4), "modality": record.modality,
+        "caption": record.caption,
         "image": record.image_path, "licence": record.licence, "article": record.article_url,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from ..files import check_writable
@@ -79,6 +80,7 @@ def cmd_build_index(args) -> int:
 def cmd_search(args) -> int:
     from ..encoders import create_encoder
     from ..images import open_image
+    from ..relevance import assess
     from ..search import search_image, search_text
 
     if (args.query is None) == (args.image is None):
@@ -88,12 +90,17 @@ def cmd_search(args) -> int:
     check_corpus_exists(args, settings)
     encoder = create_encoder(settings.encoder, settings.device)
     index = open_index(args, settings, encoder)
+    target = "captions" if args.captions else "images"
     if args.image is not None:
-        target = "captions" if args.captions else "images"
         hits = search_image(index, encoder, open_image(args.image), args.k, target=target, modalities=args.modality)
     else:
         hits = search_text(index, encoder, args.query, args.k, modalities=args.modality)
-    print_hits(hits, args.json, {"query": args.query or args.image})
+    verdict = assess(index, hits, args.query, "image" if args.image else "text", target)
+    print_hits(hits, args.json, {"query": args.query or args.image, "relevance": {
+        "level": verdict.level, "best": round(verdict.best, 4) if hits else None, "floor": round(verdict.floor, 4),
+        "reason": verdict.reason}})
+    if not verdict.relevant and not args.json:
+        print(f"note: {verdict.reason}", file=sys.stderr)
     return 0
 
 

@@ -66,7 +66,8 @@ class LiteGenerator(ImageGenerator):
         # A pipeline object of this request's own around the shared parts: the cached one is never changed
         shared = self.schedulers[request.sampler]
         pipeline = type(self.pipeline)(**{**self.pipeline.components, "unet": self.unets[request.sampler],
-                                          "scheduler": type(shared).from_config(shared.config)})
+                                          "scheduler": type(shared).from_config(shared.config)},
+                                        requires_safety_checker=False)
         pipeline.set_progress_bar_config(disable=True)
         side = self.config["resolution"]
         images = []

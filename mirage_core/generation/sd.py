@@ -35,7 +35,8 @@ class SDGenerator(ImageGenerator):
         prompt = check_query_text(request.condition, "prompt")
         shared = self.schedulers[request.sampler]
         pipeline = type(self.pipeline)(**{**self.pipeline.components,
-                                          "scheduler": type(shared).from_config(shared.config)})
+                                          "scheduler": type(shared).from_config(shared.config)},
+                                        requires_safety_checker=False)
         pipeline.set_progress_bar_config(disable=True)
         side = request.size or 512
         images = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,24 @@ class Question:
         return cls(**values)
 
 
+MATCHING_HINT = ("Settle the modality and the body region first; then compare the finding each option names "
+                 "with what the image shows.")
+MODALITY_HINT = ("Is it a projection (structures overlap) or a cross-section? Bright bone with grey soft tissue, "
+                 "signal that depends on the sequence, a fan-shaped speckled sector, contrast-filled vessels or "
+                 "blobs of tracer uptake each point to a different technique.")
+REGION_HINT = "Find the largest structure you recognise — a bone, an organ, an air-filled space — and where it sits."
+
+
+def hint_problem(question: Question) -> str | None:
+    """Why the question's hint gives the answer away (it names the answer's text or its label), or None."""
+    correct = question.correct
+    giveaways = [correct.text] + [label for label in (correct.modality, correct.region) if label != UNKNOWN]
+    for giveaway in giveaways:
+        if giveaway and re.search(rf"(?<!\w){re.escape(giveaway.lower())}(?!\w)", question.hint.lower()):
+            return f"the hint names '{giveaway[:60]}'"
+    return None
+
+
 def topic_of(kind: str, option: Option) -> str:
     if kind == "region":
         return f"region:{option.region}"
@@ -114,6 +133,8 @@ def validate(question: Question) -> str | None:
         return f"{len(options)} options instead of {OPTIONS}"
     if not 0 <= question.answer < len(options):
         return "the answer is not one of the options"
+    if problem := hint_problem(question):
+        return problem
     keys = [o.record_id or o.text for o in options]
     if len(set(keys)) != len(keys) or len({o.text for o in options}) != len(options):
         return "two options are the same"
@@ -257,10 +278,8 @@ class QuestionGenerator:
         return getattr(self, f"_{kind}")(subject, difficulty)
 
     def _hint(self, row: int) -> str:
-        record = self.index.records[row]
-        parts = [f"modality: {record.modality}" if record.modality != UNKNOWN else "",
-                 f"region: {record.region}" if record.region != UNKNOWN else ""]
-        return "; ".join(p for p in parts if p) or "look at the image's contrast and anatomy"
+        """A cue on how to reason, never the answer: no label, no words of the answer's caption."""
+        return MATCHING_HINT
 
     def _image_to_caption(self, subject: int, difficulty: str) -> Question | None:
         rows = self._pick(subject, self.index.images[subject], self.index.captions, difficulty, "image_to_caption")
@@ -307,7 +326,7 @@ class QuestionGenerator:
         options, answer = self._shuffle(label_option(truth), [label_option(str(n)) for n in distractors])
         prompt = "Which imaging modality is this?" if key == "modality" else "Which body region does this image show?"
         record = self.index.records[subject]
-        hint = f"the caption begins: “{' '.join(record.caption.split()[:6])} …”"
+        hint = MODALITY_HINT if key == "modality" else REGION_HINT
         return Question(key, prompt, options, answer, record.id, f"{key}:{truth}", difficulty, hint)
 
     def _modality(self, subject: int, difficulty: str) -> Question | None:
@@ -351,7 +370,8 @@ class QuestionGenerator:
         options, answer = self._shuffle(self._option(rows[0]), [self._option(r) for r in rows[1:]])
         return Question("arithmetic", f"Which image best matches {expression}?", options, answer,
                         self.index.records[rows[0]].id, f"modality:{target}", difficulty,
-                        f"the answer keeps the region ({region}) and changes the modality", expression)
+                        "the answer keeps the query's body region and swaps its modality for the one added",
+                        expression)
 
     def _nearest_in_group(self, vector, modality, region, answer_modality, answer_region, taken, difficulty):
         mask = np.ones(len(self.index), dtype=bool)
