@@ -29,10 +29,9 @@ def term_inputs(kind: str, defaults: list[str]) -> list[Term]:
     count = st.number_input(f"{kind} terms", 0, 4, len(defaults), key=f"{preset}-{kind}-n")
     terms = []
     for i in range(int(count)):
-        text_col, weight_col = st.columns([3, 1])
-        text = text_col.text_input(f"{kind} {i + 1}", defaults[i] if i < len(defaults) else "",
-                                   key=f"{preset}-{kind}-{i}")
-        weight = weight_col.slider("weight", 0.0, 2.0, 1.0, 0.1, key=f"{preset}-{kind}-w{i}")
+        text = st.text_input(f"{kind} {i + 1}", defaults[i] if i < len(defaults) else "",
+                             key=f"{preset}-{kind}-{i}")
+        weight = st.slider(f"weight of {kind.lower()} {i + 1}", 0.0, 2.0, 1.0, 0.1, key=f"{preset}-{kind}-w{i}")
         upload = st.file_uploader(f"…or an image for {kind.lower()} {i + 1}", type=UPLOAD_TYPES,
                                   key=f"{preset}-{kind}-img{i}")
         image = read_upload(upload)
@@ -42,14 +41,11 @@ def term_inputs(kind: str, defaults: list[str]) -> list[Term]:
 
 left, middle, right = st.columns(3)
 with left:
-    st.markdown("**Query**")
     query = st.text_input("Query", query_text, key=f"{preset}-query")
-    query_weight = st.slider("weight", 0.0, 2.0, 1.0, 0.1, key=f"{preset}-query-w")
+    query_weight = st.slider("weight of the query", 0.0, 2.0, 1.0, 0.1, key=f"{preset}-query-w")
 with middle:
-    st.markdown("**− Subtract**")
     subtract = term_inputs("Subtract", minus_texts)
 with right:
-    st.markdown("**+ Add**")
     add = term_inputs("Add", plus_texts)
 k = st.slider("Results", 4, 16, 8, step=4)
 
@@ -79,8 +75,11 @@ st.caption(f"{CENTRING_NOTE} The two axes explain {first:.0%} and {second:.0%} o
 
 st.subheader("Concept walk")
 a_col, b_col = st.columns(2)
-concept_a = a_col.text_input("From", query, key="walk-a")
-concept_b = b_col.text_input("To", add[0].describe() if add else "MRI of the brain", key="walk-b")
+# Keyed by their defaults: the ends follow the current query and first added term, and a student's own edit
+# stays until those change
+walk_from, walk_to = query, add[0].describe() if add else "MRI of the brain"
+concept_a = a_col.text_input("From", walk_from, key=f"walk-a-{walk_from}")
+concept_b = b_col.text_input("To", walk_to, key=f"walk-b-{walk_to}")
 t = st.slider("Position", 0.0, 1.0, 0.5, 0.05, key="walk-t")
 try:
     show_hits(concept_walk(index, encoder, concept_a, concept_b, t), key="walk", more_like_this=False)

@@ -83,6 +83,11 @@ def test_dual_search_presets_plot_and_walk(app_env):
     walk_slider = next(s for s in at.slider if s.label == "Position")
     walk_slider.set_value(1.0).run()
     assert not at.exception
+    walk = {t.label: t.value for t in at.text_input if t.label in ("From", "To")}
+    assert walk == {"From": "Chest X-ray", "To": "Pacemaker generator and leads"}  # follows the preset
+    at.text_input(key="Chest X-ray − No foreign bodies + Pacemaker-query").input("Chest CT").run()
+    assert {t.label: t.value for t in at.text_input if t.label == "From"} == {"From": "Chest CT"}  # and the query
+    assert [t.label for t in at.text_input].count("Query") == 1 and not any(m.value == "**Query**" for m in at.markdown)
 
 
 def test_dual_search_cancelling_terms(app_env):

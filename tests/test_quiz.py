@@ -315,3 +315,10 @@ def test_a_hint_that_names_the_answer_is_unsound(generated):
     question = next(q for q in questions if q.kind == "modality")
     leaky = dataclasses.replace(question, hint=f"it is {question.correct.text}, obviously")
     assert "hint names" in validate(leaky)
+
+
+def test_a_topic_pack_holds_only_questions_of_that_topic(quiz_index):
+    make = QuestionGenerator(quiz_index, LabelEncoder(), seed=4)
+    questions = make.questions(12, KINDS, "medium", "modality:CT")
+    assert len(questions) == 12 and {q.topic for q in questions} == {"modality:CT"}
+    assert "region" in make.dropped_kinds  # region questions are about regions: they cannot serve a CT pack

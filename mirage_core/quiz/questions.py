@@ -203,7 +203,8 @@ class QuestionGenerator:
             budget -= 1
             self.attempts += 1
             question = self._make(kind, int(self.rng.choice(subjects)), difficulty)
-            if question is None or validate(question) is not None or question.card_id in seen:
+            off_topic = question is not None and topic != "mixed" and question.topic != topic
+            if question is None or off_topic or validate(question) is not None or question.card_id in seen:
                 self.rejected += 1
                 failures[kind] += 1
                 if failures[kind] >= ATTEMPTS_PER_QUESTION * 4 and len(active) > 1:
