@@ -6,11 +6,13 @@ and returns R@1/5/10 in percent and the median rank (1 = first), for text→imag
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .corpus import Corpus
+from .corpus import Corpus, Record
 from .index import build_index
-from .splits import split_records
+from .splits import is_heldout, split_records
 
 
 def _ranks(queries: np.ndarray, candidates: np.ndarray, candidate_bias: np.ndarray | None = None) -> np.ndarray:
@@ -57,3 +59,28 @@ def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) 
     metrics["encoder"] = encoder.name
     metrics["skipped"] = index.manifest["skipped"]
     return metrics
+
+
+@dataclass(frozen=True)
+class Failure:
+    record: Record  # a held-out case whose caption did not find its own image
+    rank: int
+    found_instead: Record  # what came first
+
+
+def heldout_report(index, worst: int = 3, limit: int = 500) -> dict:
+    """What the model can and cannot do on this index: recall of its held-out pairs (the articles training
+    never saw; up to `limit` of them) among all its images, and the held-out captions that ranked their own
+    image worst."""
+    rows = np.array([i for i, record in enumerate(index.records) if is_heldout(record)], dtype=np.int64)
+    rows = rows[:: max(1, len(rows) // limit)][:limit]
+    if not len(rows):
+        return {"n": 0, "candidates": len(index), "t2i": {}, "i2t": {}, "failures": []}
+    scores = index.captions[rows] @ index.images.T - index.image_bias[None, :]
+    ranks = (scores > scores[np.arange(len(rows)), rows][:, None]).sum(axis=1) + 1
+    image_scores = index.images[rows] @ index.captions.T - index.caption_bias[None, :]
+    image_ranks = (image_scores > image_scores[np.arange(len(rows)), rows][:, None]).sum(axis=1) + 1
+    failures = [Failure(index.records[rows[i]], int(ranks[i]), index.records[int(np.argmax(scores[i]))])
+                for i in np.argsort(-ranks, kind="stable")[:worst]]
+    return {"n": len(rows), "candidates": len(index), "t2i": _summary(ranks), "i2t": _summary(image_ranks),
+            "failures": failures}

@@ -5,7 +5,9 @@ from collections import Counter
 import plotly.express as px
 import streamlit as st
 
-from app_shared import DISCLAIMER, frame
+from app_shared import DISCLAIMER, frame, show_record_image
+from mirage_core.display import inert
+from mirage_core.evaluation import heldout_report
 
 encoder, index = frame()
 
@@ -45,6 +47,30 @@ with right:
     st.plotly_chart(chart, width="stretch")
     licences = Counter(r.licence for r in index.records)
     st.caption("Licences: " + ", ".join(f"{name} {n:,}" for name, n in licences.most_common()))
+
+st.subheader("What the model can and cannot do")
+report = heldout_report(index)
+if report["n"]:
+    t2i, i2t = report["t2i"], report["i2t"]
+    st.markdown(
+        f"On the {report['n']:,} image–caption pairs of this corpus from articles the encoder never saw in "
+        f"training, a caption finds its own image among all {report['candidates']:,} images within the top 10 "
+        f"**{t2i['R@10']:.0f} %** of the time (first: {t2i['R@1']:.0f} %), and an image its own caption "
+        f"**{i2t['R@10']:.0f} %** of the time. Treat results as suggestions to check, not answers. The model "
+        "cards in `assets/` give the held-out figures, the generator's fidelity and what was tried.")
+    st.markdown("**Where it fails most** (held-out captions whose own image ranked lowest):")
+    for failure in report["failures"]:
+        with st.container(border=True):
+            left, right = st.columns(2)
+            with left:
+                st.caption(f"The caption's own image — ranked {failure.rank:,}")
+                show_record_image(index, failure.record.id, width=220)
+            with right:
+                st.caption("What came first instead")
+                show_record_image(index, failure.found_instead.id, width=220)
+            st.markdown(f"“{inert(failure.record.caption, limit=300)}”")
+else:
+    st.caption("This corpus has no held-out articles to measure on.")
 
 st.subheader("Attribution")
 st.markdown(

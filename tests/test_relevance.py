@@ -67,3 +67,20 @@ def test_bench_relevance_measures_both_rates(index, lite_encoder):
     assert 0 <= result.false_alarm_rate <= 1 and result.off_topic_queries == 30
     assert result.off_topic_hit_rate >= 0.5  # the nonsense ones at least are caught by their words
     assert "false alarms" in result.describe()
+
+
+def test_the_heldout_report_ranks_each_caption_against_every_image():
+    from mirage_core.evaluation import heldout_report
+    from mirage_core.splits import is_heldout
+
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((300, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    records = [Record(id=f"r{i}", image_path="", caption=f"c{i}", pmc_id=f"PMC{i}") for i in range(300)]
+    shuffled = rows[::-1].copy()  # every caption now points at another row's image
+    report = heldout_report(Index(rows, shuffled, records, {}))
+    assert report["n"] == sum(is_heldout(r) for r in records) and report["candidates"] == 300
+    assert report["t2i"]["R@1"] < 5 and len(report["failures"]) == 3
+    assert all(f.rank > 1 and f.found_instead.id != f.record.id for f in report["failures"])
+    exact = heldout_report(Index(rows, rows, records, {}))
+    assert exact["t2i"]["R@1"] == 100.0 and exact["i2t"]["R@1"] == 100.0
