@@ -100,6 +100,12 @@ class Index:
         return record_id in self._rows
 
     @functools.cached_property
+    def word_counts(self) -> Counter:
+        """In how many records each word (3+ letters) of the captions and keywords occurs."""
+        return Counter(word for r in self.records
+                       for word in set(WORD.findall(r.caption.lower())) | {k.lower() for k in r.keywords})
+
+    @functools.cached_property
     def caption_words(self) -> frozenset[str]:
         """Every word (3+ letters) of the captions and every keyword: what this corpus talks about."""
         words = {w for r in self.records for w in WORD.findall(r.caption.lower())}

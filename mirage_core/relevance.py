@@ -2,8 +2,9 @@
 
 A nonsense query still has nearest neighbours; shown as results they look like answers. Two signals decide:
 
-* **words** (text queries): none of the query's words (three letters or more, generic ones aside) occurs in
-  the corpus' captions or keywords: the query is off-topic for this corpus ("qwxz blorf", "helicopter").
+* **words** (text queries): most of the query's words (three letters or more, generic ones aside) are
+  foreign to the corpus — in fewer than two of its records' captions or keywords: the query is off-topic
+  ("qwxz blorf", "helicopter landing on a ship").
 * **score**: the best hit's ranking score (cosine minus the hubness bias, the number results are ranked by)
   is below the index's floor: a weak match. The floor is calibrated on the index itself, per kind of query
   and target: the `QUANTILE` quantile, over up to `SAMPLE` of the corpus' own captions (for text and vector
@@ -23,6 +24,7 @@ from .index import WORD, Hit, Index
 
 QUANTILE = 0.05
 SAMPLE = 1000
+MIN_RECORDS = 2  # a word in fewer records than this is not part of the corpus' language
 GENERIC_WORDS = frozenset({
     "the", "and", "with", "for", "from", "image", "images", "picture", "photo", "show", "shows", "showing", "case",
     "patient", "normal", "left", "right", "view", "scan", "please", "find", "search", "what", "which", "this",
@@ -42,9 +44,11 @@ class Verdict:
 
 
 def unknown_words(index: Index, text: str) -> bool:
-    """True when the text has words and none of them (3+ letters, generic ones aside) is in the corpus."""
+    """True when most of the text's words (3+ letters, generic ones aside) are foreign to the corpus: they
+    occur in fewer than `MIN_RECORDS` of its records ("sunset over the ocean": only "over" is common)."""
     words = set(WORD.findall(text.lower())) - GENERIC_WORDS
-    return bool(words) and not (words & index.caption_words)
+    known = [w for w in words if index.word_counts[w] >= MIN_RECORDS]
+    return bool(words) and len(known) < len(words) / 2
 
 
 def floor_of(index: Index, kind: str = "text", target: str = "images") -> float:
@@ -77,8 +81,8 @@ def assess(index: Index, hits: Sequence[Hit], text: str | None = None, kind: str
     floor = floor_of(index, kind, target)
     best = max((hit.ranking for hit in hits), default=float("nan"))
     if text is not None and unknown_words(index, text):
-        return Verdict("off_topic", best, floor, "none of the query's words occurs in this corpus' captions — "
-                                                 "try radiology terms (a modality, an organ, a finding)")
+        return Verdict("off_topic", best, floor, "most of the query's words never occur in this corpus' captions "
+                                                 "— try radiology terms (a modality, an organ, a finding)")
     if not hits or best < floor:
         return Verdict("weak", best, floor, f"no image here matches closely (best score {best:.2f}, below this "
                                             f"corpus' floor of {floor:.2f}): these are only the nearest")
