@@ -31,7 +31,7 @@ from PIL import Image
 
 from .corpus import Corpus, safe_id
 from .errors import MirageError
-from .files import atomic_path, check_writable
+from .files import atomic_path, check_writable, copy_bounded
 from .images import open_image
 
 BUNDLE_FORMAT = 1
@@ -152,23 +152,16 @@ def _fetch(source: str, folder: Path, timeout: float, deadline: float, progress:
             raise BundleError(f"{path.name} is larger than the {MAX_BUNDLE_BYTES // 2**30} GB bundle limit")
         return path
     archive = folder / "bundle.tar.gz"
-    started = time.monotonic()
     try:
         with urllib.request.urlopen(source, timeout=timeout) as response, open(archive, "wb") as handle:
             expected = int(response.headers.get("Content-Length") or 0)
             if expected > MAX_BUNDLE_BYTES:
                 raise BundleError(f"the bundle is {expected / 1e9:.1f} GB, over the "
                                   f"{MAX_BUNDLE_BYTES // 2**30} GB limit")
-            received = 0
-            for block in iter(lambda: response.read(1 << 20), b""):
-                received += len(block)
-                if received > MAX_BUNDLE_BYTES:
-                    raise BundleError(f"the bundle is over the {MAX_BUNDLE_BYTES // 2**30} GB limit")
-                if time.monotonic() - started > deadline:
-                    raise BundleError(f"the bundle download took longer than {deadline:.0f} s: try again")
-                handle.write(block)
-                if progress and expected:
-                    progress(received, expected)
+            received = copy_bounded(response, handle, "the bundle", MAX_BUNDLE_BYTES, deadline, expected=expected,
+                                    progress=progress)
+    except MirageError as error:
+        raise BundleError(str(error)) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", None) or error
         raise BundleError(f"cannot download the bundle from {source}: {reason}") from None

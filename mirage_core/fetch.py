@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import re
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -27,7 +26,7 @@ from PIL import Image
 
 from .corpus import load_corpus
 from .errors import MirageError
-from .files import write_bytes, write_text
+from .files import copy_bounded, write_bytes, write_text
 from .images import MAX_BYTES, open_image
 
 PMC_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pub/pmc/"
@@ -112,18 +111,11 @@ def _download(url: str, path: Path, timeout: float, deadline: float = MAX_DOWNLO
     partial = path.with_name(path.name + ".part")
     offset = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    started = time.monotonic()
     with urllib.request.urlopen(request, timeout=timeout) as response:
         mode = "ab" if offset and response.status == 206 else "wb"  # a server that ignores Range restarts
-        written = offset if mode == "ab" else 0
         with open(partial, mode) as handle:
-            for block in iter(lambda: response.read(1 << 16), b""):
-                written += len(block)
-                if written > MAX_PACKAGE_BYTES:
-                    raise MirageError(f"{Path(url).name} is larger than {MAX_PACKAGE_BYTES // 2**30} GB: not fetched")
-                if time.monotonic() - started > deadline:
-                    raise MirageError(f"{Path(url).name}: download took longer than {deadline:.0f} s; try again later")
-                handle.write(block)
+            copy_bounded(response, handle, Path(url).name, MAX_PACKAGE_BYTES, deadline,
+                         already=offset if mode == "ab" else 0)
     partial.replace(path)
     return path
 

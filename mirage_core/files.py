@@ -119,3 +119,25 @@ def check_writable(folder: str | Path, what: str) -> None:
     except OSError as error:
         raise MirageError(f"{what} {folder} is not writable ({error.strerror or error}): set MIRAGE_HOME (or --out) "
                           "to a folder this user can write") from None
+
+
+def copy_bounded(source, handle, what: str, max_bytes: int, deadline: float, already: int = 0,
+                 expected: int = 0, progress=None) -> int:
+    """Copy a stream (a network response) to an open file, refusing past `max_bytes` in all or `deadline`
+    seconds of wall time — a server that drips a byte at a time never beats a read timeout alone. Returns the
+    bytes written, `already` included; `progress(done, expected)` is told as it goes."""
+    from .errors import MirageError
+
+    started, written = time.monotonic(), already
+    # read1 returns what has arrived: read(n) would wait for all n bytes, and a dripping server never sends them
+    read = getattr(source, "read1", source.read)
+    for block in iter(lambda: read(1 << 16), b""):
+        written += len(block)
+        if written > max_bytes:
+            raise MirageError(f"{what} is larger than the {max_bytes / 2**30:.0f} GB limit: not downloaded")
+        if time.monotonic() - started > deadline:
+            raise MirageError(f"{what}: the download took longer than {deadline:.0f} s; try again later")
+        handle.write(block)
+        if progress and expected:
+            progress(written, expected)
+    return written

@@ -1,6 +1,7 @@
 """fetch-roco against a local HTTP server on 127.0.0.1 serving small fake PMC packages."""
 
 import functools
+import gzip
 import io
 import tarfile
 import threading
@@ -111,3 +112,55 @@ def test_missing_dlinks_is_a_clear_error(tmp_path, capsys):
     (metadata / "dlinks.txt").unlink()
     assert main(["fetch-roco", "--roco", str(metadata), "--out", str(tmp_path / "o")]) == 2
     assert "dlinks.txt" in capsys.readouterr().err
+
+
+def test_hostile_servers_ids_and_archives_are_refused(pmc_server, tmp_path, capsys):
+    import time as clock
+
+    from mirage_core.errors import MirageError
+    from mirage_core.fetch import _download, _extract
+
+    metadata, base_url, root = pmc_server
+    assert main(["fetch-roco", "--roco", str(metadata), "--out", str(tmp_path / "o"), "--base-url",
+                 "file:///etc/"]) == 2
+    assert "http(s)" in capsys.readouterr().err
+
+    class Drip(SimpleHTTPRequestHandler):  # a byte every 0.3 s: every read is on time, the whole never ends
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                clock.sleep(0.3)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    started = clock.monotonic()
+    with pytest.raises(MirageError, match="took longer"):
+        _download(f"http://127.0.0.1:{server.server_address[1]}/x.tar.gz", tmp_path / "x.tar.gz", timeout=5,
+                  deadline=1.5)
+    assert clock.monotonic() - started < 10
+    server.shutdown()
+
+    sparse = tmp_path / "sparse.tar.gz"  # a member declaring 2 GB: refused before a byte is read
+    info = tarfile.TarInfo("PMC1/fig.jpg")
+    info.size = 2 * 1024**3
+    sparse.write_bytes(gzip.compress(info.tobuf(tarfile.GNU_FORMAT) + bytes(512)))  # header only, no body
+    with pytest.raises(MirageError, match="too large"):
+        _extract(sparse, "fig.jpg")
+
+
+def test_a_roco_id_that_climbs_writes_nothing_outside(pmc_server, tmp_path):
+    metadata, base_url, root = pmc_server
+    with (metadata / "captions.txt").open("a") as handle:
+        handle.write("../../pwned\tan id that climbs out\n")
+    with (metadata / "dlinks.txt").open("a") as handle:
+        handle.write("../../pwned\twget -r ftp://ftp.ncbi.nlm.nih.gov/pub/pmc/PMC100.tar.gz -P x\tfig0.jpg\n")
+    fetch_roco(metadata, tmp_path / "out", base_url=base_url)
+    assert not (tmp_path / "pwned.jpg").exists() and not any(tmp_path.parent.glob("pwned*"))
+    assert all(p.name.startswith("ROCO_") for p in (tmp_path / "out" / "images").iterdir())
