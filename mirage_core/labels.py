@@ -38,7 +38,7 @@ MODALITY_PATTERNS: dict[str, tuple[str, ...]] = {
     "MRI": (r"mri", r"mr", r"magnetic resonance", r"t1[- ]?weighted", r"t2[- ]?weighted", r"flair", r"dwi", r"t1w?", r"t2w?"),
     "CT": (r"ct", r"cts", r"tdm", r"computed tomogra\w*", r"computeri[sz]ed tomogra\w*", r"hrct", r"cect", r"ncct", r"mdct", r"cbct", r"tomodensitom\w*", r"scanner"),
     "fluoroscopy": (r"fluoroscop\w*", r"barium", r"swallow", r"cholangiogra\w*", r"urogra\w*", r"hysterosalpingogra\w*", r"ercp", r"contrast study"),
-    "X-ray": (r"x[- ]?rays?", r"radiograph\w*", r"roentgenogra\w*", r"plain film", r"cxr", r"panoramic", r"panorex", r"orthopantomogra\w*", r"opg", r"kub"),
+    "X-ray": (r"x[- ]?rays?", r"radiograph\w*", r"roentgenogra\w*", r"plain (?:\w+ )?films?", r"(?:chest|abdominal|pelvic|skeletal|erect|supine|skull) films?", r"(?:ap|pa)(?: and lateral)? (?:views?|projections?|films?)", r"skiagra\w*", r"cxr", r"panoramic", r"panorex", r"orthopantomogra\w*", r"opg", r"kub"),
 }
 MODALITIES: tuple[str, ...] = (*MODALITY_PATTERNS, UNKNOWN)
 PLAIN_MODALITIES = {"CT", "MRI", "X-ray", "ultrasound"}

@@ -20,6 +20,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "labels_checked.json"
     ("PET/CT with FDG uptake", "nuclear/PET"),
     ("Chest X ray on admission", "X-ray"),
     ("Transthoracic echo of the mitral valve", "ultrasound"),
+    ("Gastric cast on plain abdominal film", "X-ray"),
+    ("AP view of the pelvis after the fall", "X-ray"),
+    ("Erect chest film: free air under the diaphragm", "X-ray"),
     ("Chest X-ray and CT of the same patient", UNKNOWN),  # a composite figure
     ("The same patient after surgery", UNKNOWN),
 ])
