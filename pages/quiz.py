@@ -21,6 +21,7 @@ from mirage_core.quiz import (
 )
 from mirage_core.quiz.packs import dump_pack
 from mirage_core.quiz.schedule import when_due
+from mirage_core.quiz.store import mastery_by_topic, topic_name, weakest_topics
 
 KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Caption → image", "modality": "Modality",
               "region": "Body region", "arithmetic": "Latent arithmetic"}
@@ -152,7 +153,7 @@ with practice:
     if session is None:
         with st.form("new-quiz"):
             left, middle, right = st.columns(3)
-            topic = left.selectbox("Topic", topics(), key="quiz-topic")
+            topic = left.selectbox("Topic", topics(), key="quiz-topic", format_func=topic_name)
             difficulty = middle.select_slider("Difficulty", DIFFICULTIES, value="medium", key="quiz-difficulty")
             length = right.slider("Questions", 3, 30, 10, key="quiz-length")
             kinds = st.multiselect("Question types", KINDS, default=list(KINDS), format_func=KIND_NAMES.get,
@@ -193,11 +194,29 @@ with progress:
         if not rows:
             st.info("No answers yet: start a quiz.")
         else:
-            figure = px.line(rows, x="day", y="mastery", color="topic", markers=True,
-                             labels={"mastery": "share right so far", "day": ""}, range_y=[0, 1.05])
-            st.plotly_chart(figure, width="stretch")
-            latest = {row["topic"]: row["mastery"] for row in rows}  # rows run in time order
-            st.bar_chart(latest, y_label="share right so far", x_label="topic")
+            by_topic = mastery_by_topic(rows)
+            weakest = weakest_topics(rows)
+            if weakest:
+                names = ", ".join(f"**{inert(m.name)}** ({m.share:.0%})" for m in weakest)
+                st.markdown(f"Your weakest topics: {names}.")
+                if st.button(f"Practise {weakest[0].name} now", type="primary", key="practise-weakest"):
+                    try:
+                        questions = generate(10, list(KINDS), "medium", weakest[0].topic)
+                        st.session_state["quiz"] = QuizSession(questions, learner, f"Practice: {weakest[0].name}")
+                        st.rerun()
+                    except MirageError as error:
+                        st.error(inert(error))
+            bars = px.bar(x=[m.share for m in by_topic], y=[m.name for m in by_topic], orientation="h",
+                          text=[f"{m.share:.0%} of {m.answers}" for m in by_topic], range_x=[0, 1.05],
+                          labels={"x": "share right", "y": ""}, title="Mastery by topic")
+            bars.update_traces(textposition="outside", cliponaxis=False)
+            bars.update_yaxes(automargin=True)
+            st.plotly_chart(bars, width="stretch")
+            days = [{**row, "topic": topic_name(row["topic"])} for row in rows]
+            line = px.line(days, x="day", y="accuracy", color="topic", markers=True, range_y=[0, 1.05],
+                           labels={"accuracy": "share right that day", "day": ""}, title="By day")
+            line.update_xaxes(type="category")  # whole days, never a time of day
+            st.plotly_chart(line, width="stretch")
         st.download_button("Download my answers (CSV)", store.export_csv(learner), f"mirage-{learner}.csv",
                            "text/csv")
         with st.expander("Reset my progress"):
@@ -209,7 +228,7 @@ with instructor:
     st.markdown("#### Build a pack")
     with st.form("build-pack"):
         left, middle, right = st.columns(3)
-        pack_topic = left.selectbox("Topic", topics(), key="pack-topic")
+        pack_topic = left.selectbox("Topic", topics(), key="pack-topic", format_func=topic_name)
         pack_difficulty = middle.select_slider("Difficulty", DIFFICULTIES, value="medium", key="pack-difficulty")
         seed = right.number_input("Seed", 0, 10**6, 0)
         pack_kinds = st.multiselect("Question types", KINDS, default=list(KINDS), format_func=KIND_NAMES.get,

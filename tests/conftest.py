@@ -8,6 +8,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["STREAMLIT_CLIENT_SHOW_ERROR_DETAILS"] = "full"  # tests read the error; students never see it
 
 from pathlib import Path  # noqa: E402
 

@@ -322,3 +322,17 @@ def test_a_topic_pack_holds_only_questions_of_that_topic(quiz_index):
     questions = make.questions(12, KINDS, "medium", "modality:CT")
     assert len(questions) == 12 and {q.topic for q in questions} == {"modality:CT"}
     assert "region" in make.dropped_kinds  # region questions are about regions: they cannot serve a CT pack
+
+
+def test_mastery_by_topic_names_topics_and_puts_the_weakest_first():
+    from mirage_core.quiz.store import mastery_by_topic, topic_name, weakest_topics
+
+    rows = [{"topic": "modality:CT", "day": "2026-12-01", "answers": 4, "accuracy": 0.75, "mastery": 0.75},
+            {"topic": "region:chest", "day": "2026-12-01", "answers": 2, "accuracy": 0.0, "mastery": 0.0},
+            {"topic": "modality:CT", "day": "2026-12-02", "answers": 4, "accuracy": 1.0, "mastery": 0.875},
+            {"topic": "modality:MRI", "day": "2026-12-02", "answers": 3, "accuracy": 1.0, "mastery": 1.0}]
+    topics = mastery_by_topic(rows)
+    assert [m.name for m in topics] == ["chest (region)", "CT (modality)", "MRI (modality)"]
+    assert (topics[0].share, topics[1].right, topics[1].answers) == (0.0, 7, 8)
+    assert [m.topic for m in weakest_topics(rows)] == ["region:chest"]  # CT at 88 % is not weak
+    assert topic_name("mixed") == "mixed"

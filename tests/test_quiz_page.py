@@ -72,11 +72,16 @@ def test_a_quiz_from_start_to_score_and_progress_after_a_restart(quiz_env):
     _answer(at, right=True)
     _button(at, "Next question").click().run()
     assert any(s.value == "Score: 2 / 3" for s in at.subheader)
-    assert len(at.get("plotly_chart")) == 1  # progress tab: mastery over time
+    assert len(at.get("plotly_chart")) == 2  # progress tab: mastery by topic, and by day
+    assert any(m.value.startswith("Your weakest topics:") and "(" in m.value for m in at.markdown)
+    assert not any("modality:" in m.value for m in at.markdown)  # topics by name, never raw keys
 
     restarted = _quiz_page()  # a new session: nothing in memory, only the database
     restarted.text_input(key="learner_input").input("Ana").run()
-    assert len(restarted.get("plotly_chart")) == 1
+    assert len(restarted.get("plotly_chart")) == 2
+    next(b for b in restarted.button if b.label.startswith("Practise")).click().run()
+    assert not restarted.exception
+    assert restarted.session_state["quiz"].title.startswith("Practice: ")
     assert restarted.get("metric")[0].proto.body == "0"  # the missed question returns in 10 minutes
     assert any(i.value == "Next review in 10 minutes." for i in restarted.info)
     store = ProgressStore(quiz_env / "progress.sqlite")

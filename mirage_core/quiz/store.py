@@ -310,3 +310,38 @@ def _insert(connection: sa.Connection):
 def _reason(error: Exception) -> str:
     original = getattr(error, "orig", None) or error
     return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+
+
+def topic_name(topic: str) -> str:
+    """'modality:CT' → 'CT (modality)', 'region:upper limb' → 'upper limb (region)', for people."""
+    kind, _, value = topic.partition(":")
+    return f"{value} ({kind})" if value else topic
+
+
+@dataclass(frozen=True)
+class TopicMastery:
+    topic: str
+    name: str
+    answers: int
+    right: int
+
+    @property
+    def share(self) -> float:
+        return self.right / self.answers if self.answers else 0.0
+
+
+def mastery_by_topic(rows: list[dict]) -> list[TopicMastery]:
+    """Each topic's answers and right answers over all days (rows of `ProgressStore.mastery`), weakest first
+    (lowest share right; more answers first among equals)."""
+    totals: dict[str, list[int]] = {}
+    for row in rows:
+        total = totals.setdefault(row["topic"], [0, 0])
+        total[0] += row["answers"]
+        total[1] += round(row["accuracy"] * row["answers"])
+    topics = [TopicMastery(t, topic_name(t), answers, right) for t, (answers, right) in totals.items()]
+    return sorted(topics, key=lambda m: (m.share, -m.answers, m.name))
+
+
+def weakest_topics(rows: list[dict], limit: int = 2, below: float = 0.8) -> list[TopicMastery]:
+    """The topics most worth practising: under `below` share right, weakest first."""
+    return [m for m in mastery_by_topic(rows) if m.share < below and not m.topic.endswith(":unknown")][:limit]
