@@ -23,7 +23,7 @@ _TOUR = r"""
 import json, sys, time
 started = time.perf_counter()
 from streamlit.testing.v1 import AppTest
-from mirage_core.bench import peak_rss_mib
+from mirage_core.bench import peak_rss_mib, resident_split_mib
 marks = {}
 
 def page(at, path):
@@ -55,6 +55,7 @@ page(at, "pages/home.py")
 marks["tour_s"] = time.perf_counter() - started
 marks["errors"] = len(at.exception) + len(at.error)
 marks["peak_rss_mib"] = peak_rss_mib()
+marks["resident_end_mib"] = resident_split_mib()
 print(json.dumps(marks))
 """
 
@@ -68,6 +69,7 @@ class TourResult(BenchResult):
     errors: int
     corpus: str
     bundle: str
+    resident_end_mib: dict  # at the end, split: the process's own memory and mapped library/file pages
     budget_mib: int = 2000
 
     def describe(self) -> str:
@@ -76,7 +78,7 @@ class TourResult(BenchResult):
         return (f"first start {self.first_start_s:.1f} s ({source}),"
                 f" first search result at {self.first_result_s:.1f} s, whole tour {self.tour_s:.1f} s, "
                 f"{self.errors} errors\npeak RSS {self.peak_rss_mib:,.0f} MiB — {verdict} the "
-                f"{self.budget_mib:,} MiB budget")
+                f"{self.budget_mib:,} MiB budget; at the end {self.resident_end_mib}")
 
 
 def bench_tour(settings, bundle: str = "") -> TourResult:
@@ -98,4 +100,5 @@ def bench_tour(settings, bundle: str = "") -> TourResult:
     marks = json.loads(done.stdout.strip().splitlines()[-1])
     return TourResult(peak_rss_mib=round(marks["peak_rss_mib"]), first_start_s=round(marks["first_start_s"], 1),
                       first_result_s=round(marks["first_result_s"], 1), tour_s=round(marks["tour_s"], 1),
-                      errors=marks["errors"], corpus=settings.corpus, bundle=bundle)
+                      errors=marks["errors"], corpus=settings.corpus, bundle=bundle,
+                      resident_end_mib=marks["resident_end_mib"])
