@@ -33,9 +33,15 @@ def search_image(
                         licences=licences)
 
 
-def nearest_images(index: Index, encoder: Encoder, images: Sequence[Image.Image], k: int = 3) -> list[list[Hit]]:
-    """For each image (e.g. a synthetic one), the k corpus images nearest to it; the images embed in one batch."""
-    return [index.search(vector, k) for vector in encoder.encode_image(list(images))]
+def nearest_images(index: Index, encoder: Encoder, images: Sequence[Image.Image], k: int = 3,
+                   prompt: str | None = None) -> list[list[Hit]]:
+    """For each image (e.g. a synthetic one), the k corpus images nearest to it; the images embed in one batch.
+    A prompt that names a modality keeps the neighbours to it, as a Retrieval filter would: a generated
+    "chest x-ray" is compared with chest films, not with whatever else its pixels resemble."""
+    from .labels import modalities_named
+
+    named = [m for m in modalities_named(prompt or "") if m in set(index.modalities)]
+    return [index.search(vector, k, modalities=named or None) for vector in encoder.encode_image(list(images))]
 
 
 def more_like_this(index: Index, record_id: str, k: int = 10) -> list[Hit]:
