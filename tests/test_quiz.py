@@ -33,6 +33,7 @@ from mirage_core.quiz import (
     save_pack,
     validate,
 )
+from mirage_core.quiz.packs import dump_pack
 from mirage_core.quiz.questions import NEAR_DUPLICATE, Option, Question
 
 LABEL_NAMES = [*MODALITIES[:-1], *REGIONS[:-1]]
@@ -90,9 +91,12 @@ def test_every_generated_question_is_sound(generated, quiz_index):
                 assert getattr(option, question.kind) != getattr(answer, question.kind)
             elif question.kind == "arithmetic":
                 assert (option.modality, option.region) != (answer.modality, answer.region)
-            else:  # a known label differs, and the distractor is no near-duplicate of the answer
-                assert any(UNKNOWN not in (getattr(option, k), getattr(answer, k))
-                           and getattr(option, k) != getattr(answer, k) for k in ("modality", "region"))
+            else:  # a known label differs — or the findings do — and the distractor is no near-duplicate
+                labels_differ = any(UNKNOWN not in (getattr(option, k), getattr(answer, k))
+                                    and getattr(option, k) != getattr(answer, k) for k in ("modality", "region"))
+                findings_differ = option.findings and answer.findings and not set(option.findings) & set(
+                    answer.findings)
+                assert labels_differ or findings_differ
                 matrix = quiz_index.images if question.kind == "caption_to_image" else quiz_index.captions
                 a, b = quiz_index.row_of(answer.record_id), quiz_index.row_of(option.record_id)
                 assert float(matrix[a] @ matrix[b]) <= NEAR_DUPLICATE
@@ -336,3 +340,24 @@ def test_mastery_by_topic_names_topics_and_puts_the_weakest_first():
     assert (topics[0].share, topics[1].right, topics[1].answers) == (0.0, 7, 8)
     assert [m.topic for m in weakest_topics(rows)] == ["region:chest"]  # CT at 88 % is not weak
     assert topic_name("mixed") == "mixed"
+
+
+def test_hard_distractors_share_modality_and_region_and_differ_in_the_finding(generated):
+    _, questions = generated
+    hard = [q for q in questions if q.difficulty == "hard" and q.kind in ("image_to_caption", "caption_to_image")]
+    assert len(hard) >= 50
+    for question in hard:
+        answer = question.correct
+        for option in question.options:
+            if option is answer:
+                continue
+            assert (option.modality, option.region) == (answer.modality, answer.region)
+            assert option.findings and answer.findings and not set(option.findings) & set(answer.findings)
+        assert validate(question) is None
+
+
+def test_findings_survive_a_pack_round_trip(generated):
+    _, questions = generated
+    hard = next(q for q in questions if q.difficulty == "hard" and q.kind == "image_to_caption")
+    header, loaded = parse_pack(dump_pack(make_pack([hard], "t"), "json").encode(), "p.json")
+    assert loaded[0].options == hard.options

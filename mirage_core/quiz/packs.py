@@ -171,7 +171,9 @@ def _question(item: object, number: int, name: str) -> Question:
     try:
         question = Question.from_dict({
             **{k: v for k, v in item.items() if k in fields},
-            "options": [{k: str(v) for k, v in o.items() if k in allowed} for o in options],
+            "options": [{**{k: str(v) for k, v in o.items() if k in allowed},
+                         "findings": tuple(str(f)[:200] for f in o.get("findings", ())[:50])
+                         if isinstance(o.get("findings", ()), list | tuple) else ()} for o in options],
         })
     except TypeError as error:
         raise PackError(f"{where}: {error}") from None

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import MirageError
 from ..index import Index
-from ..labels import MODALITIES, REGIONS, UNKNOWN
+from ..labels import MODALITIES, REGIONS, UNKNOWN, modalities_named, region_of, teaching_keywords
 
 KINDS = ("image_to_caption", "caption_to_image", "modality", "region", "arithmetic")
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -50,6 +50,7 @@ class Option:
     record_id: str = ""
     modality: str = UNKNOWN
     region: str = UNKNOWN
+    findings: tuple[str, ...] = ()  # the record's key terms that name neither a modality nor a region
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class Question:
     @classmethod
     def from_dict(cls, data: dict) -> Question:
         values = dict(data)
-        values["options"] = tuple(Option(**option) for option in data["options"])
+        values["options"] = tuple(Option(**{**option, "findings": tuple(option.get("findings", ()))})
+                                  for option in data["options"])
         return cls(**values)
 
 
@@ -157,7 +159,9 @@ def _consistent(kind: str, option: Option, answer: Option) -> bool:
         key for key in ("modality", "region")
         if UNKNOWN not in (getattr(option, key), getattr(answer, key)) and getattr(option, key) != getattr(answer, key)
     ]
-    return not differs
+    # the same modality and region can still be told apart by the finding: both name findings, none shared
+    findings_differ = bool(option.findings and answer.findings) and not set(option.findings) & set(answer.findings)
+    return not differs and not findings_differ
 
 
 @dataclass
@@ -257,12 +261,22 @@ class QuestionGenerator:
 
     def _option(self, row: int, text: str | None = None) -> Option:
         record = self.index.records[row]
-        return Option(text if text is not None else record.caption, record.id, record.modality, record.region)
+        findings = tuple(sorted({k.lower() for k in teaching_keywords(record.keywords, limit=50)
+                                 if not modalities_named(k) and region_of(k) == UNKNOWN}))
+        return Option(text if text is not None else record.caption, record.id, record.modality, record.region,
+                      findings)
 
     def _pick(self, subject: int, vector: np.ndarray, matrix: np.ndarray, difficulty: str, kind: str,
               count: int = OPTIONS - 1) -> list[int] | None:
         chosen: list[int] = []
-        for row in self._ranked(vector, matrix, difficulty):
+        ranked = self._ranked(vector, matrix, difficulty)
+        if difficulty == "hard":
+            # hard: only the closest images of the same modality and region, told apart by their findings
+            if UNKNOWN in (self.modality[subject], self.region[subject]):
+                return None
+            same = (self.modality[ranked] == self.modality[subject]) & (self.region[ranked] == self.region[subject])
+            ranked = ranked[same]
+        for row in ranked:
             if self._acceptable(int(row), subject, chosen, matrix, kind):
                 chosen.append(int(row))
                 if len(chosen) == count:
