@@ -84,10 +84,14 @@ class FaissSearch:
         return cls(built)
 
     def save(self, folder: Path) -> None:
+        """Each target's file swapped in whole: a reader never sees half of one."""
         import faiss
 
+        from .files import atomic_path
+
         for target, ivf in self.indexes.items():
-            faiss.write_index(ivf, str(Path(folder) / FAISS_FILES[target]))
+            with atomic_path(Path(folder) / FAISS_FILES[target]) as temporary:
+                faiss.write_index(ivf, str(temporary))
 
     @classmethod
     def load(cls, folder: Path) -> FaissSearch | None:
@@ -131,16 +135,10 @@ def default_nprobe(nlist: int) -> int:
 
 def attach_faiss(index, folder: Path, progress: Progress | None = None) -> None:
     """Use the FAISS index saved in `folder`, building and saving it first when it is not there."""
-    from .files import atomic_path
-
     search = FaissSearch.load(folder)
     if search is None:
         search = FaissSearch.build(index, progress)
-        for target, name in FAISS_FILES.items():  # each file swapped in whole: a reader never sees half
-            import faiss
-
-            with atomic_path(Path(folder) / name) as temporary:
-                faiss.write_index(search.indexes[target], str(temporary))
+        search.save(folder)
     index.backend = search
 
 

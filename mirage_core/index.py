@@ -108,8 +108,7 @@ class Index:
     @functools.cached_property
     def caption_words(self) -> frozenset[str]:
         """Every word (3+ letters) of the captions and every keyword: what this corpus talks about."""
-        words = {w for r in self.records for w in WORD.findall(r.caption.lower())}
-        return frozenset(words | {k.lower() for r in self.records for k in r.keywords})
+        return frozenset(self.word_counts)
 
     def row_of(self, record_id: str) -> int:
         if record_id not in self._rows:

@@ -292,10 +292,6 @@ class QuestionGenerator:
     def _make(self, kind: str, subject: int, difficulty: str) -> Question | None:
         return getattr(self, f"_{kind}")(subject, difficulty)
 
-    def _hint(self, row: int) -> str:
-        """A cue on how to reason, never the answer: no label, no words of the answer's caption."""
-        return MATCHING_HINT
-
     def _image_to_caption(self, subject: int, difficulty: str) -> Question | None:
         rows = self._pick(subject, self.index.images[subject], self.index.captions, difficulty, "image_to_caption")
         if rows is None:
@@ -303,7 +299,7 @@ class QuestionGenerator:
         options, answer = self._shuffle(self._option(subject), [self._option(r) for r in rows])
         return Question("image_to_caption", "Which caption describes this image?", options, answer,
                         self.index.records[subject].id, topic_of("modality", self._option(subject)), difficulty,
-                        self._hint(subject))
+                        MATCHING_HINT)
 
     def _caption_to_image(self, subject: int, difficulty: str) -> Question | None:
         rows = self._pick(subject, self.index.captions[subject], self.index.images, difficulty, "caption_to_image")
@@ -313,7 +309,7 @@ class QuestionGenerator:
         record = self.index.records[subject]
         return Question("caption_to_image", f"Which image does this caption describe?{QUOTE}{record.caption}",
                         options, answer, record.id, topic_of("modality", self._option(subject)), difficulty,
-                        self._hint(subject))
+                        MATCHING_HINT)
 
     def _label_question(self, subject: int, difficulty: str, key: str) -> Question | None:
         labels = self.modality if key == "modality" else self.region
