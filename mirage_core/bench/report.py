@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -46,10 +45,10 @@ def bench_report(index: Index, encoder, settings, n: int = 50, with_llm: bool = 
                           modality_uncertain=round(uncertain / max(len(cases), 1), 3),
                           report_ms_p50=round(float(np.percentile(samples, 50)), 1))
     if with_llm:
-        from ..llm import create_llm, enrich_report
+        from ..llm import enrich_report, llm_for
 
         spec = settings.llm or "smollm2"
-        llm = create_llm(spec, Path(settings.home) / "llm", settings.device)
+        llm = llm_for(settings, spec)
         figures = {"model": spec, "load_s": round(llm.load_seconds, 2)}
         runs = []
         for report in reports[:llm_reports]:

@@ -40,7 +40,8 @@ def register(commands) -> dict:
     report.add_argument("--image", metavar="PATH", help="report on an image instead of a text")
     report.add_argument("--k", type=int, default=8, help="cases to ground the report in")
     report.add_argument("--llm", nargs="?", const="", metavar="SPEC",
-                        help="also let a language model explain the report ('smollm2' default, or 'hf:<id>')")
+                        help="also let a language model explain the report ('smollm2' default, 'hf:<id>', or "
+                             "'openai:<model>' at MIRAGE_LLM_BASE_URL)")
     report.add_argument("--enrich", action="store_true", help="expand the query and show the re-ranking")
     report.add_argument("--out", metavar="FILE", help="write the report as Markdown")
     report.add_argument("--index", metavar="DIR")
@@ -118,9 +119,9 @@ def cmd_report(args) -> int:
     report = grounded_report(index, encoder, query, k=args.k)
     llm = enrichment = query_enrichment = None
     if args.llm is not None:
-        from ..llm import create_llm, enrich_report
+        from ..llm import enrich_report, llm_for
 
-        llm = create_llm(args.llm or settings.llm or "smollm2", Path(settings.home) / "llm", settings.device)
+        llm = llm_for(settings, args.llm)
         enrichment = enrich_report(llm, report)
     if args.enrich and args.query:
         query_enrichment = enrich_query(index, encoder, args.query, llm)
