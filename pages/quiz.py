@@ -5,7 +5,7 @@ import random
 import plotly.express as px
 import streamlit as st
 
-from app_shared import frame, get_progress_store, show_record_image, source_line
+from app_shared import DISCLAIMER, frame, get_progress_store, show_record_image, source_line
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN, teaching_keywords
@@ -13,11 +13,13 @@ from mirage_core.quiz import (
     DIFFICULTIES,
     KINDS,
     LETTERS,
+    Presentation,
     QuestionGenerator,
     QuizSession,
     check_learner,
     make_pack,
     parse_pack,
+    why_wrong,
 )
 from mirage_core.quiz.packs import dump_pack
 from mirage_core.quiz.schedule import when_due
@@ -26,10 +28,19 @@ from mirage_core.quiz.store import mastery_by_topic, topic_name, weakest_topics
 KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Caption → image", "modality": "Modality",
               "region": "Body region", "arithmetic": "Latent arithmetic"}
 ANSWER_MARK = " :green[:material/check_circle: **answer**]"  # an icon font: emoji draw as boxes on many PCs
+# Presenter mode fills a projector: no sidebar or toolbar, the full width, type readable from the back row.
+PRESENTER_CSS = """<style>
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"] {display: none;}
+[data-testid="stMainBlockContainer"] {max-width: 100%; padding: 1.5rem 3rem;}
+.st-key-presenter p, .st-key-presenter li {font-size: 2rem; line-height: 1.35;}
+.st-key-presenter blockquote p {font-size: 1.7rem;}
+.st-key-presenter h1 {font-size: 2.2rem;} .st-key-presenter h2 {font-size: 2.8rem;}
+</style>"""
+FORWARD_LABELS = {"answer": "Show the answer", "why the others are wrong": "Why the others are wrong",
+                  "source": "Show the source", "next question": "Next question"}
 
 encoder, index = frame()
 store = get_progress_store()
-st.title("Quiz")
 
 
 def topics() -> list[str]:
@@ -49,14 +60,14 @@ def generate(n: int, kinds: list[str], difficulty: str, topic: str, seed: int | 
     return questions
 
 
-def show_question(question, large: bool = False, reveal: bool = False) -> None:
+def show_question(question, reveal: bool = False) -> None:
     """The question's prompt and subject, and its options (images in a row, texts lettered)."""
     asked, quoted = question.prompt_parts
-    st.markdown(f"### {inert(asked)}" if large else f"**{inert(asked)}**")
+    st.markdown(f"**{inert(asked)}**")
     if quoted:
         st.markdown(f"> {inert(quoted)}")
     if question.kind in ("image_to_caption", "modality", "region"):
-        show_record_image(index, question.subject_id, width=520 if large else 380)
+        show_record_image(index, question.subject_id, width=380)
     marks = [ANSWER_MARK if reveal and option == question.correct else "" for option in question.options]
     if question.options[0].record_id and question.kind in ("caption_to_image", "arithmetic"):
         columns = st.columns(len(question.options))
@@ -72,7 +83,6 @@ def show_question(question, large: bool = False, reveal: bool = False) -> None:
 def explain(result) -> None:
     """Feedback: right or wrong, the true caption and concepts, the source, and why the pick was wrong."""
     question = result.question
-    truth = question.correct
     if result.correct:
         st.success(f"Right — {LETTERS[question.answer]}.")
     else:
@@ -85,14 +95,54 @@ def explain(result) -> None:
         st.markdown(f"**Source:** {source_line(record)}")
     if not result.correct:
         chosen = question.options[result.chosen]
+        st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** {inert(why_wrong(question, result.chosen))}.")
         if chosen.record_id:
             other = index.records[index.row_of(chosen.record_id)]
-            st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** it is {inert(other.modality)} · "
-                        f"{inert(other.region)}; its own caption reads: “{inert(other.caption)}” "
-                        f"({source_line(other)})")
+            st.markdown(f"Its own caption reads: “{inert(other.caption)}” ({source_line(other)})")
+
+
+def present(show: Presentation) -> None:
+    """The presenter: the page is the question, revealed step by step; arrow keys or a clicker drive it."""
+    st.html(PRESENTER_CSS)
+    question = show.current
+    with st.container(key="presenter"):
+        st.markdown(f"# {inert(show.title)} · {show.position + 1} / {len(show.questions)}")
+        asked, quoted = question.prompt_parts
+        st.markdown(f"## {inert(asked)}")
+        if quoted:
+            st.markdown(f"> {inert(quoted)}")
+        marks = [ANSWER_MARK if show.shows("answer") and i == question.answer else "" for i in range(4)]
+        if question.options[0].record_id and question.kind in ("caption_to_image", "arithmetic"):
+            for letter, option, mark, column in zip(LETTERS, question.options, marks, st.columns(4)):
+                with column:
+                    st.markdown(f"## {letter}{mark}")
+                    show_record_image(index, option.record_id)
         else:
-            st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** this image is labelled "
-                        f"**{inert(truth.text)}**, not {inert(chosen.text)}.")
+            picture, options = st.columns([3, 2], gap="large")
+            with picture:
+                show_record_image(index, question.subject_id)
+            with options:
+                for letter, option, mark in zip(LETTERS, question.options, marks):
+                    st.markdown(f"**{letter}.** {inert(option.text, limit=220)}{mark}")
+        if show.shows("why the others are wrong"):
+            st.markdown("\n".join(f"- **{LETTERS[i]}** — {inert(why_wrong(question, i))}"
+                                   for i in range(len(question.options)) if i != question.answer))
+        if show.shows("source") and question.subject_id:
+            record = index.records[index.row_of(question.subject_id)]
+            st.markdown(f"**The case:** {inert(record.caption, limit=300)}  \n**Source:** {source_line(record)}")
+    back, forward, leave = st.columns(3)
+    if back.button("Previous question", icon=":material/arrow_back:", shortcut="ArrowLeft",
+                   disabled=show.position == 0, width="stretch"):
+        show.previous()
+        st.rerun()
+    if forward.button(FORWARD_LABELS.get(show.coming, "The end"), icon=":material/arrow_forward:", type="primary",
+                      shortcut="ArrowRight", disabled=show.coming is None, key="present-forward", width="stretch"):
+        show.advance()
+        st.rerun()
+    if leave.button("Leave presenter mode", icon=":material/close:", shortcut="Escape", width="stretch"):
+        del st.session_state["presenter"]
+        st.rerun()
+    st.caption(f"← → (or a clicker) step through; Esc leaves. {DISCLAIMER}")
 
 
 def run_quiz(session: QuizSession) -> None:
@@ -136,6 +186,11 @@ def run_quiz(session: QuizSession) -> None:
             st.rerun()
 
 
+if (show := st.session_state.get("presenter")) is not None:
+    present(show)
+    st.stop()
+
+st.title("Quiz")
 learner = st.text_input("Your nickname (progress is saved under it; no password)", max_chars=40, key="learner_input",
                         value=st.session_state.get("learner", ""))
 try:
@@ -145,8 +200,8 @@ except MirageError as error:
     learner = ""
 st.session_state["learner"] = learner
 
-practice, review, progress, instructor, presenter = st.tabs(
-    ["Practice", "Review", "Progress", "Instructor packs", "Presenter"])
+practice, review, progress, instructor = st.tabs(
+    ["Practice", "Review", "Progress", "Instructor packs"], key="quiz-tab", on_change="rerun")  # kept over reruns
 
 with practice:
     session = st.session_state.get("quiz")
@@ -251,9 +306,12 @@ with instructor:
         title = st.text_input("Pack title", "Radiology quiz")
         author = st.text_input("Author")
         pack = make_pack(chosen, title, author, str(index.manifest.get("corpus", "")))
-        left, right = st.columns(2)
+        left, middle, right = st.columns(3)
         left.download_button("Download JSON", dump_pack(pack, "json"), "mirage-pack.json", "application/json")
-        right.download_button("Download YAML", dump_pack(pack, "yaml"), "mirage-pack.yaml", "application/yaml")
+        middle.download_button("Download YAML", dump_pack(pack, "yaml"), "mirage-pack.yaml", "application/yaml")
+        if right.button("Present these", icon=":material/co_present:"):
+            st.session_state["presenter"] = Presentation(chosen, title)
+            st.rerun()
     st.markdown("#### Import a pack")
     uploaded = st.file_uploader("Pack file (JSON or YAML)", type=["json", "yaml", "yml"])
     if uploaded is not None:
@@ -265,31 +323,8 @@ with instructor:
             if left.button("Take this quiz", type="primary"):
                 st.session_state["quiz"] = QuizSession(questions, learner, header["title"])
                 st.rerun()
-            if right.button("Present it"):
-                st.session_state["presenter"] = {"questions": questions, "title": header["title"], "at": 0,
-                                                 "reveal": False}
+            if right.button("Present it", icon=":material/co_present:"):
+                st.session_state["presenter"] = Presentation(questions, header["title"])
                 st.rerun()
         except MirageError as error:
             st.error(inert(error))
-
-with presenter:
-    show = st.session_state.get("presenter")
-    if not show:
-        st.info("Import a pack under *Instructor packs* and press *Present it*.")
-    else:
-        at = show["at"]
-        st.markdown(f"## {inert(show['title'])} · {at + 1} / {len(show['questions'])}")
-        show_question(show["questions"][at], large=True, reveal=show["reveal"])
-        back, reveal, forward = st.columns(3)
-        if back.button("◀ Previous", disabled=at == 0):
-            show.update(at=at - 1, reveal=False)
-            st.rerun()
-        if reveal.button("Reveal the answer", type="primary", disabled=show["reveal"]):
-            show["reveal"] = True
-            st.rerun()
-        if forward.button("Next ▶", disabled=at + 1 >= len(show["questions"])):
-            show.update(at=at + 1, reveal=False)
-            st.rerun()
-        if show["reveal"]:
-            question = show["questions"][at]
-            st.markdown(f"## Answer: {LETTERS[question.answer]} — {inert(question.correct.text, limit=200)}")

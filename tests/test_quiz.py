@@ -22,8 +22,10 @@ from mirage_core.index import Index
 from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
 from mirage_core.quiz import (
     KINDS,
+    PRESENTER_STEPS,
     Card,
     PackError,
+    Presentation,
     ProgressStore,
     QuestionGenerator,
     make_pack,
@@ -32,6 +34,7 @@ from mirage_core.quiz import (
     review,
     save_pack,
     validate,
+    why_wrong,
 )
 from mirage_core.quiz.packs import dump_pack
 from mirage_core.quiz.questions import NEAR_DUPLICATE, Option, Question
@@ -361,3 +364,40 @@ def test_findings_survive_a_pack_round_trip(generated):
     hard = next(q for q in questions if q.difficulty == "hard" and q.kind == "image_to_caption")
     header, loaded = parse_pack(dump_pack(make_pack([hard], "t"), "json").encode(), "p.json")
     assert loaded[0].options == hard.options
+
+
+def test_why_a_distractor_is_wrong_names_what_tells_it_apart(generated):
+    _, questions = generated
+    hard = next(q for q in questions if q.difficulty == "hard" and q.kind == "image_to_caption")
+    wrong = next(i for i in range(len(hard.options)) if i != hard.answer)
+    reason = why_wrong(hard, wrong)
+    assert reason.startswith(f"same {hard.correct.modality} · {hard.correct.region}, but it shows ")
+    assert hard.options[wrong].findings[0] in reason and why_wrong(hard, hard.answer) == ""
+    label = next(q for q in questions if q.kind == "modality")
+    other = (label.answer + 1) % len(label.options)
+    assert why_wrong(label, other) == f"the image is labelled {label.correct.text}, not {label.options[other].text}"
+    easy = next(q for q in questions if q.difficulty == "easy" and q.kind == "caption_to_image"
+                and any((o.modality, o.region) != (q.correct.modality, q.correct.region) for o in q.options))
+    wrong = next(i for i, o in enumerate(easy.options) if (o.modality, o.region) != (easy.correct.modality,
+                                                                                      easy.correct.region))
+    assert why_wrong(easy, wrong).startswith("it is ") and "; the case is " in why_wrong(easy, wrong)
+
+
+def test_a_presentation_reveals_step_by_step_and_never_runs_off_its_ends(generated):
+    _, questions = generated
+    show = Presentation(questions[:2], "Week 1")
+    assert [show.coming, show.shows("answer")] == ["answer", False]
+    show.previous()  # at the first question: nothing to go back to
+    assert (show.position, show.step) == (0, 0)
+    seen = []
+    while show.coming is not None:
+        seen.append(show.coming)
+        show.advance()
+    assert seen == [*PRESENTER_STEPS[1:], "next question", *PRESENTER_STEPS[1:]]
+    assert (show.position, show.fully_revealed) == (1, True)
+    show.advance()  # the end: stays
+    assert (show.position, show.step) == (1, len(PRESENTER_STEPS) - 1)
+    show.previous()
+    assert (show.position, show.step) == (0, 0)  # a question returns from its start
+    with pytest.raises(MirageError, match="no questions"):
+        Presentation([])

@@ -100,9 +100,28 @@ def test_an_instructor_pack_is_imported_and_presented(quiz_env, tmp_path):
     at.file_uploader[0].set_value(("week1.json", json.dumps(pack).encode(), "application/json")).run()
     assert any("Week 1" in s.value for s in at.success)
     _button(at, "Present it").click().run()
-    assert any(m.value.startswith("## Week 1 · 1 / 2") for m in at.markdown)
-    _button(at, "Reveal the answer").click().run()
-    assert any(m.value.startswith("## Answer:") for m in at.markdown)
+    assert not at.exception
+    assert not at.tabs  # the presenter owns the page: no tabs, no nickname, no student controls
+    assert not [t for t in at.text_input if t.key == "learner_input"]
+    assert any(m.value.startswith("# Week 1 · 1 / 2") for m in at.markdown)
+    assert not any("**answer**" in m.value for m in at.markdown)
+    forward = next(b for b in at.button if b.key == "present-forward")
+    assert forward.label == "Show the answer"
+    forward.click().run()  # step 1: the answer is marked
+    assert any("**answer**" in m.value for m in at.markdown)
+    assert not any(m.value.startswith("- **") for m in at.markdown)
+    next(b for b in at.button if b.key == "present-forward").click().run()  # step 2: why the others are wrong
+    why = next(m.value for m in at.markdown if m.value.startswith("- **"))
+    assert why.count("\n- **") == 2  # three distractors, one line each
+    next(b for b in at.button if b.key == "present-forward").click().run()  # step 3: the source
+    assert any("**Source:**" in m.value and "ncbi.nlm.nih.gov/pmc" in m.value for m in at.markdown)
+    forward = next(b for b in at.button if b.key == "present-forward")
+    assert forward.label == "Next question"
+    forward.click().run()
+    assert any(m.value.startswith("# Week 1 · 2 / 2") for m in at.markdown)
+    assert not any("**answer**" in m.value for m in at.markdown)  # a new question starts hidden
+    _button(at, "Leave presenter mode").click().run()
+    assert at.tabs and "presenter" not in at.session_state
 
 
 def test_a_malformed_pack_shows_a_message(quiz_env):

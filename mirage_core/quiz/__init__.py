@@ -2,19 +2,19 @@
 
 - `questions`: the generator (hard negatives chosen with the encoder, every question validated by labels);
 - `schedule`: SM-2 spaced repetition;
-- `store`: learners' answers and cards in SQLite (WAL);
+- `store`: learners' answers and cards (SQLAlchemy Core: SQLite or PostgreSQL);
 - `packs`: fixed quizzes as JSON/YAML files;
-- `session`: one sitting (position, answers, hints, score).
+- `session`: one sitting (position, answers, hints, score), and an instructor's step-by-step presentation.
 """
 
 from .packs import PackError, make_pack, parse_pack, read_pack, save_pack
-from .questions import DIFFICULTIES, KINDS, Option, Question, QuestionGenerator, validate
+from .questions import DIFFICULTIES, KINDS, Option, Question, QuestionGenerator, validate, why_wrong
 from .schedule import Card, grade, review
-from .session import LETTERS, QuizSession, Result
+from .session import LETTERS, PRESENTER_STEPS, Presentation, QuizSession, Result
 from .store import ProgressStore, check_learner
 
 __all__ = [
-    "DIFFICULTIES", "KINDS", "LETTERS", "Card", "QuestionGenerator", "Option", "PackError", "ProgressStore", "Question",
-    "QuizSession", "Result", "check_learner", "grade", "make_pack", "parse_pack", "read_pack", "review", "save_pack",
-    "validate",
+    "DIFFICULTIES", "KINDS", "LETTERS", "PRESENTER_STEPS", "Card", "Option", "PackError", "Presentation",
+    "ProgressStore", "Question", "QuestionGenerator", "QuizSession", "Result", "check_learner", "grade", "make_pack",
+    "parse_pack", "read_pack", "review", "save_pack", "validate", "why_wrong",
 ]

@@ -120,6 +120,28 @@ def hint_problem(question: Question) -> str | None:
     return None
 
 
+def why_wrong(question: Question, chosen: int) -> str:
+    """Why option `chosen` is not the answer, in plain words from the labels and findings (for feedback and the
+    presenter's reveal); "" for the answer itself."""
+    if chosen == question.answer:
+        return ""
+    option, answer = question.options[chosen], question.correct
+    if not option.record_id:  # a label
+        return f"the image is labelled {answer.text}, not {option.text}"
+
+    def described(o: Option) -> str:
+        return " · ".join(label for label in (o.modality, o.region) if label != UNKNOWN) or "unlabelled"
+
+    if question.kind == "arithmetic":
+        return (f"it is {described(option)}; the arithmetic asks for {answer.modality} of the {answer.region} "
+                f"(the query's region, the added modality)")
+    if (option.modality, option.region) != (answer.modality, answer.region):
+        return f"it is {described(option)}; the case is {described(answer)}"
+    own = ", ".join(option.findings[:3]) or "another finding"
+    case = ", ".join(answer.findings[:3])
+    return f"same {described(option)}, but it shows {own}" + (f" — the case shows {case}" if case else "")
+
+
 def topic_of(kind: str, option: Option) -> str:
     if kind == "region":
         return f"region:{option.region}"

@@ -88,3 +88,56 @@ class QuizSession:
             "hints": sum(r.used_hint for r in self.results),
             "by_topic": {topic: dict(counts) for topic, counts in sorted(by_topic.items())},
         }
+
+
+PRESENTER_STEPS = ("question", "answer", "why the others are wrong", "source")
+
+
+@dataclass
+class Presentation:
+    """An instructor showing a pack to a room: one question at a time, revealed step by step
+    (`PRESENTER_STEPS`): the question, then its answer, then why each distractor is wrong, then the source."""
+
+    questions: list[Question]
+    title: str = "Quiz"
+    position: int = 0
+    step: int = 0
+
+    def __post_init__(self):
+        if not self.questions:
+            raise MirageError("there are no questions to present")
+
+    @property
+    def current(self) -> Question:
+        return self.questions[self.position]
+
+    def shows(self, step: str) -> bool:
+        """Whether `step` (one of `PRESENTER_STEPS`) is on screen."""
+        return self.step >= PRESENTER_STEPS.index(step)
+
+    @property
+    def fully_revealed(self) -> bool:
+        return self.step == len(PRESENTER_STEPS) - 1
+
+    @property
+    def coming(self) -> str | None:
+        """What `advance` shows next: the next step, "next question", or None at the very end."""
+        if not self.fully_revealed:
+            return PRESENTER_STEPS[self.step + 1]
+        return "next question" if self.position + 1 < len(self.questions) else None
+
+    def advance(self) -> None:
+        """One press of a clicker: the next step of this question, or the next question once all is shown."""
+        if not self.fully_revealed:
+            self.step += 1
+        else:
+            self.next()
+
+    def next(self) -> None:
+        """The next question from its start; past the last one, nothing changes."""
+        if self.position + 1 < len(self.questions):
+            self.position, self.step = self.position + 1, 0
+
+    def previous(self) -> None:
+        if self.position > 0:
+            self.position, self.step = self.position - 1, 0

@@ -158,6 +158,27 @@ def test_quiz_answers_one_question(server, page):
     page.screenshot(path=str(ARTIFACTS / "quiz.png"), full_page=True)
 
 
+def test_presenter_mode_fills_the_screen_and_follows_the_keyboard(server, page):
+    page.goto(f"{server}/quiz")
+    page.get_by_role("tab", name="Instructor packs").click()
+    page.get_by_role("button", name="Generate candidates").click()
+    page.get_by_role("button", name="Present these").click()
+    heading = page.get_by_role("heading", name="Radiology quiz · 1 / ")
+    heading.wait_for()
+    assert not page.locator("[data-testid='stSidebar']").is_visible()  # no navigation, no student controls
+    assert page.get_by_label("Your nickname", exact=False).count() == 0
+    option_size = page.locator(".st-key-presenter p").first.evaluate("e => getComputedStyle(e).fontSize")
+    assert float(option_size.removesuffix("px")) >= 30  # readable from the back of a lecture hall
+    heading.click()  # focus the page, not a widget, as a presenter would
+    page.keyboard.press("ArrowRight")
+    page.get_by_text("answer", exact=True).wait_for()  # step 1: the answer is marked
+    page.keyboard.press("ArrowRight")
+    page.get_by_text(re.compile(r"— (it is|same|the image is labelled) ")).first.wait_for()  # step 2: why not
+    page.screenshot(path=str(ARTIFACTS / "presenter.png"))
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Practice").wait_for()
+
+
 def test_hostile_captions_render_as_text(hostile_server, page):
     """The first request is /quiz (a deep link); then the captions of a hostile corpus, in result cards and in
     the image query's caption list, show as the literal text the corpus holds: nothing runs or loads."""
