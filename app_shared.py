@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from mirage_core.bundle import bundle_folder
@@ -201,25 +202,50 @@ def dual_search_vector() -> tuple[object, str] | None:
     return vector, label
 
 
+MODALITY_COLOURS = {"X-ray": "#8fb3ff", "CT": "#ffb454", "MRI": "#c792ea", "ultrasound": "#7fd88f",
+                    "angiography": "#ff6b81", "fluoroscopy": "#4dd0e1", "nuclear/PET": "#ffe066",
+                    "mammography": "#f48fb1", "unknown": "#6b7280"}
+PATH_COLOUR, HIT_COLOUR = "#4fa3ff", "#ff7a59"  # read on light and dark themes alike
+
+
 def path_figure(picture):
-    """Plotly figure of a `PathPicture`: grey corpus sample, the query's path as arrows, hits highlighted."""
+    """Plotly figure of a `PathPicture`: the corpus sample coloured by modality with its largest groups named as
+    landmarks, the query's path as arrows, the hits as stars; labels placed so that none collide."""
     import plotly.graph_objects as go
 
+    from mirage_core.projection import place_labels
+
     figure = go.Figure()
-    figure.add_scatter(x=picture.sample_images[:, 0], y=picture.sample_images[:, 1], mode="markers",
-                       name="corpus images", marker=dict(size=5, color="#8fa3bf", opacity=0.6))
+    for modality, colour in MODALITY_COLOURS.items():
+        members = picture.sample_modalities == modality
+        if members.any():
+            figure.add_scatter(x=picture.sample_images[members, 0], y=picture.sample_images[members, 1],
+                               mode="markers", name=f"{modality} images", hoverinfo="name",
+                               marker=dict(size=6, color=colour, opacity=0.55))
     figure.add_scatter(x=picture.sample_captions[:, 0], y=picture.sample_captions[:, 1], mode="markers",
-                       name="corpus captions", marker=dict(size=5, color="#c8a96a", opacity=0.5, symbol="diamond"))
+                       name="captions", hoverinfo="name", visible="legendonly",
+                       marker=dict(size=5, color="#9ca3af", opacity=0.4, symbol="diamond"))
     points = picture.path_points
-    figure.add_scatter(x=points[:, 0], y=points[:, 1], mode="markers+text", name="query path",
-                       text=picture.path_labels, textposition="top center",
-                       marker=dict(size=11, color="#4fa3ff"), textfont=dict(size=14))
+    figure.add_scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="query path",
+                       hovertext=picture.path_labels, hoverinfo="text", marker=dict(size=12, color=PATH_COLOUR))
     for start, end in zip(points[:-1], points[1:]):
         figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y", axref="x",
                               ayref="y", showarrow=True, arrowhead=3, arrowsize=1.4, arrowwidth=2.5,
-                              arrowcolor="#4fa3ff")
+                              arrowcolor=PATH_COLOUR)
     figure.add_scatter(x=picture.hit_points[:, 0], y=picture.hit_points[:, 1], mode="markers", name="top results",
-                       text=picture.hit_labels, marker=dict(size=10, color="#ff7a59", symbol="star"))
-    figure.update_layout(height=560, xaxis_title="PC 1", yaxis_title="PC 2", legend=dict(orientation="h"),
-                         margin=dict(t=20, b=20, l=20, r=20))
+                       hovertext=picture.hit_labels, hoverinfo="text",
+                       marker=dict(size=12, color=HIT_COLOUR, symbol="star"))
+    x_range, y_range = picture.view()
+    landmarks = picture.landmarks
+    texts = picture.path_labels + [landmark.name for landmark in landmarks]
+    anchors = np.concatenate([points, np.array([landmark.point for landmark in landmarks]).reshape(-1, 2)])
+    fonts = [16.0] * len(points) + [13.0] * len(landmarks)
+    colours = [PATH_COLOUR] * len(points) + [MODALITY_COLOURS.get(landmark.name.split(" · ")[0], "#d1d5db")
+                                             for landmark in landmarks]
+    placed = place_labels(anchors, texts, x_range, y_range, fonts, obstacles=picture.hit_points)
+    for (x, y), text, label, font, colour in zip(anchors, texts, placed, fonts, colours):
+        figure.add_annotation(x=x, y=y, ax=label.dx, ay=-label.dy, text=text, showarrow=True, arrowhead=0,
+                              arrowwidth=1, arrowcolor=colour, font=dict(size=font, color=colour))
+    figure.update_layout(height=620, xaxis=dict(title="PC 1", range=x_range), yaxis=dict(title="PC 2", range=y_range),
+                         legend=dict(orientation="h"), margin=dict(t=20, b=20, l=20, r=20))
     return figure

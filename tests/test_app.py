@@ -1,5 +1,7 @@
 """AppTest: drive each page of the dashboard with the real lite models on a small corpus slice."""
 
+import json
+
 import pytest
 from helpers import shown, write_csv_slice
 from streamlit.testing.v1 import AppTest
@@ -83,6 +85,10 @@ def test_dual_search_presets_plot_and_walk(app_env):
     assert [shown(s.value) for s in at.subheader][:2] == ["Original: “Chest X-ray”", "After the arithmetic"]
     assert len(at.get("plotly_chart")) == 1
     assert any("explain" in c.value for c in at.caption)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    labels = [a["text"] for a in figure["layout"]["annotations"] if a.get("text")]
+    assert {"query", "result"} <= set(labels) and any(" · " in label for label in labels)  # path and landmarks
+    assert any(trace.get("name") == "X-ray images" for trace in figure["data"])  # the corpus by modality
     walk_slider = next(s for s in at.slider if s.label == "Position")
     walk_slider.set_value(1.0).run()
     assert not at.exception
