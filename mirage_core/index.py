@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .concepts import concept_names
 from .corpus import Corpus, Record
 from .encoders.base import Encoder
 from .errors import ImageError, IndexMismatchError, MirageError, QueryError
@@ -104,6 +105,11 @@ class Index:
         """In how many records each word (3+ letters) of the captions and keywords occurs."""
         return Counter(word for r in self.records
                        for word in set(WORD.findall(r.caption.lower())) | {k.lower() for k in r.keywords})
+
+    @functools.cached_property
+    def concept_names(self) -> dict[str, str]:
+        """UMLS CUI → a name derived from this corpus' captions (see `mirage_core.concepts`)."""
+        return concept_names(self.records)
 
     @functools.cached_property
     def caption_words(self) -> frozenset[str]:

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from .concepts import teaching_terms
 from .display import inert, link
 from .encoders.base import Encoder, normalise_rows
 from .index import WORD, Hit, Index
-from .labels import UNKNOWN, teaching_keywords
+from .labels import UNKNOWN
 from .query import Query, as_unit_vector, check_query_text, kind_of
 from .relevance import assess
 
@@ -147,7 +148,7 @@ def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | n
     report.modality, report.modality_label = _label_statement(report.sources, weights, "modality")
     report.region, report.region_label = _label_statement(report.sources, weights, "region")
     report.findings = _findings(encoder, vector, hits)
-    report.concepts = _concepts(hits)
+    report.concepts = _concepts(hits, index.concept_names)
     return report
 
 
@@ -200,14 +201,14 @@ def _findings(encoder: Encoder, vector: np.ndarray, hits: Sequence[Hit]) -> list
     return [Statement(sentences[i].rstrip("."), (owners[i],)) for i in chosen]
 
 
-def _concepts(hits: Sequence[Hit]) -> list[Statement]:
+def _concepts(hits: Sequence[Hit], names: dict[str, str]) -> list[Statement]:
     keyword_sources: dict[str, list[int]] = {}
     for number, hit in enumerate(hits, 1):
-        for keyword in {k.lower() for k in teaching_keywords(hit.record.keywords, limit=50)}:
+        for keyword in {k.lower() for k in teaching_terms(hit.record, names, limit=50)}:
             if keyword not in GENERIC_WORDS:
                 keyword_sources.setdefault(keyword, []).append(number)
     shared = sorted(keyword_sources.items(), key=lambda item: (-len(item[1]), item[0]))
-    # UMLS codes are not shown: a bare code (C0013687) teaches nothing, and the corpus carries no names for them
+    # UMLS codes show only by the name the corpus gives them (mirage_core.concepts): a bare code teaches nothing
     return [Statement(f"{word} (in {len(numbers)} of {len(hits)} cases)", tuple(numbers))
             for word, numbers in shared[:CONCEPTS] if len(numbers) > 1 or len(hits) == 1]
 

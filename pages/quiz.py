@@ -6,9 +6,10 @@ import plotly.express as px
 import streamlit as st
 
 from app_shared import DISCLAIMER, frame, get_progress_store, show_record_image, source_line
+from mirage_core.concepts import teaching_terms
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
-from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN, teaching_keywords
+from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
 from mirage_core.quiz import (
     DIFFICULTIES,
     KINDS,
@@ -90,7 +91,7 @@ def explain(result) -> None:
     record = index.records[index.row_of(question.subject_id)] if question.subject_id else None
     if record is not None:
         st.markdown(f"**True caption** (by the article's authors): {inert(record.caption)}")
-        concepts = inert(", ".join(teaching_keywords(record.keywords))) or "—"
+        concepts = inert(", ".join(teaching_terms(record, index.concept_names))) or "—"
         st.markdown(f"**Labels:** {inert(record.modality)} · {inert(record.region)}  \n**Key terms:** {concepts}")
         st.markdown(f"**Source:** {source_line(record)}")
     if not result.correct:

@@ -1,0 +1,88 @@
+"""Names for the UMLS concept codes (CUIs) of a corpus, derived from the corpus itself.
+
+ROCO tags each caption with the CUIs its words matched (C0032326 …), but ships no names for them, and a bare
+code teaches a student nothing. The name of a CUI here is the caption phrase (one to three words) most
+associated with it: the phrase that appears in most of the captions tagged with the CUI (coverage) and rarely
+in the others (precision), scored by coverage × precision. A CUI seen in fewer than `MIN_RECORDS` captions, or
+without a phrase that clears both floors, gets no name and is never shown. Measured against UMLS's own names on
+a hand-checked sample (`tests/fixtures/cui_names_checked.json`, see the README's model card).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+from .labels import FILLER_KEYWORDS, teaching_keywords
+
+MIN_RECORDS = 4  # captions tagged with a CUI before it gets a name
+MIN_SHARED = 3  # captions that must hold both the CUI and the phrase
+MIN_COVERAGE = 0.4  # share of the CUI's captions that hold the phrase
+MIN_PRECISION = 0.3  # share of the phrase's captions tagged with the CUI
+_WORD = re.compile(r"[a-z][a-z0-9-]+")
+_EDGE_WORDS = frozenset(
+    "a an the of and or in on at to with without from by for is are was were be been this that these those there "
+    "which who as into after before during showing shows shown demonstrating reveals revealing image images figure "
+    "fig arrow arrows arrowhead arrowheads patient case left right".split())
+_UNTEACHABLE = FILLER_KEYWORDS | {"month", "months", "day", "days", "week", "weeks", "section", "imaging"}
+
+
+def caption_phrases(caption: str) -> set[str]:
+    """The one- to three-word phrases of a caption that neither start nor end on a function word."""
+    words = _WORD.findall(caption.lower())
+    phrases = set()
+    for n in (1, 2, 3):
+        for i in range(len(words) - n + 1):
+            gram = words[i:i + n]
+            if gram[0] not in _EDGE_WORDS and gram[-1] not in _EDGE_WORDS and len(gram[0]) > 2:
+                phrases.add(" ".join(gram))
+    return phrases
+
+
+def concept_names(records: Sequence) -> dict[str, str]:
+    """CUI → the caption phrase that names it (records: anything with `caption` and `cuis`)."""
+    phrases = [caption_phrases(record.caption) for record in records]
+    phrase_count = Counter(phrase for found in phrases for phrase in found)
+    tagged: dict[str, list[int]] = defaultdict(list)
+    for row, record in enumerate(records):
+        for cui in set(record.cuis):
+            tagged[cui].append(row)
+    names = {}
+    for cui, rows in tagged.items():
+        if len(rows) < MIN_RECORDS:
+            continue
+        shared = Counter(phrase for row in rows for phrase in phrases[row])
+        best, best_key = None, None
+        for phrase, both in shared.items():
+            coverage, precision = both / len(rows), both / phrase_count[phrase]
+            if both < MIN_SHARED or coverage < MIN_COVERAGE or precision < MIN_PRECISION:
+                continue
+            key = (coverage * precision, len(phrase.split()), phrase)  # ties: the longer, more specific phrase
+            if best_key is None or key > best_key:
+                best, best_key = phrase, key
+        if best is not None and not set(best.split()) <= _UNTEACHABLE:
+            names[cui] = best
+    return names
+
+
+def named(cuis: Iterable[str], names: dict[str, str]) -> list[str]:
+    """The names of those CUIs that have one, in order, without repeats (never a bare code)."""
+    seen: list[str] = []
+    for cui in cuis:
+        name = names.get(cui)
+        if name and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def teaching_terms(record, names: dict[str, str], limit: int = 8) -> list[str]:
+    """What a record is about, for a student: its teaching keywords, then the names of its CUIs that the
+    keywords do not already say — words only, never a bare code."""
+    terms = teaching_keywords(record.keywords, limit=limit)
+    said = {term.lower() for term in terms}
+    for name in named(record.cuis, names):
+        if name not in said and len(terms) < limit:
+            terms.append(name)
+            said.add(name)
+    return terms
