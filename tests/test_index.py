@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from mirage_core.corpus import Record
 from mirage_core.errors import IndexMismatchError, MirageError, QueryError
@@ -40,23 +41,24 @@ def _brute_force(index, vector, k, bias):
 
 
 def test_half_precision_scan_still_ranks_exactly():
-    """The float16 scan only preselects: the ranking is float32's, even for rows closer than float16 can tell."""
+    """The bfloat16 scan only preselects: the ranking is float32's, even for rows closer than bfloat16 can tell."""
     rng = np.random.default_rng(3)
     rows = rng.standard_normal((5000, 64)).astype(np.float32)
     query = rows[0] / np.linalg.norm(rows[0])
-    # 40 rows a hair apart around the query: they differ in float32, collide in float16
+    # 40 rows a hair apart around the query: they differ in float32, collide in bfloat16
     rows[1:41] = query + rng.standard_normal((40, 64)).astype(np.float32) * 2e-4
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     bias = (rng.random((2, 5000)) * 1e-4).astype(np.float32)
     records = [Record(id=str(i), image_path="", caption="") for i in range(5000)]
     index = Index(rows, rows, records, {"fingerprint": "f"}, bias=bias)
-    assert len({float(np.float16(s)) for s in rows[:41] @ query}) < 41  # the scan alone could not order them
+    scanned = torch.mv(torch.tensor(rows[:41]).bfloat16(), torch.tensor(query).bfloat16()).float()
+    assert len(set(scanned.tolist())) < 41  # the scan alone could not order them
     for k in (1, 10, 41, 100, 5000, 6000):  # up to the whole index and beyond
         hits = index.search(query, k)
         assert [h.row for h in hits] == _brute_force(index, query, k, bias[0])
         exact_cosines = index.images[[h.row for h in hits]] @ query
         np.testing.assert_allclose([h.score for h in hits], exact_cosines, rtol=0, atol=1e-6)
-    for length in (3.0, 1e6):  # not unit length, and far beyond float16's range
+    for length in (3.0, 1e6):  # not unit length, and far from it
         vector = rng.standard_normal(64).astype(np.float32) * length
         assert [h.row for h in index.search(vector, 10)] == _brute_force(index, vector, 10, bias[0])
     with pytest.raises(QueryError, match="infinite or undefined"):
