@@ -31,10 +31,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(folder: Path, corpus: Path):
+def _start_server(folder: Path, corpus: Path, **settings: str):
     """`streamlit run` on a free port; yields its URL once healthy, and stops it afterwards."""
     port = _free_port()
-    env = {**os.environ, "MIRAGE_CORPUS": str(corpus), "MIRAGE_HOME": str(folder / "home"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "MIRAGE_CORPUS": str(corpus), "MIRAGE_HOME": str(folder / "home"), "HF_HUB_OFFLINE": "1",
+           **settings}
     log = open(folder / "streamlit.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.port", str(port),
@@ -209,3 +210,51 @@ def _any_demo_image() -> str:
     from mirage_core.config import DEFAULT_CORPUS
 
     return str(next((DEFAULT_CORPUS / "images").glob("*.jpg")))
+
+
+def test_two_replicas_on_one_postgresql_share_the_corpus_and_progress(tmp_path, demo_corpus, postgres_url):
+    """Two `streamlit run` processes, each with its own disk, one PostgreSQL (pgvector index + progress): the
+    first embeds the corpus and uploads it, the second only downloads it; an answer given on one is seen on the
+    other."""
+    from playwright.sync_api import sync_playwright
+
+    from mirage_core.quiz import ProgressStore
+
+    corpus = write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:40])
+    shared = {"MIRAGE_INDEX": postgres_url, "MIRAGE_DATABASE_URL": postgres_url}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = _start_server(tmp_path / "a", corpus, **shared)
+    second = _start_server(tmp_path / "b", corpus, **shared)
+    url_a, url_b = next(first), next(second)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"{url_a}/quiz")  # replica A: first start embeds the corpus and uploads it
+            page.get_by_label("Your nickname", exact=False).fill("replica-student")
+            page.keyboard.press("Enter")
+            page.get_by_role("button", name="Start").click()
+            page.get_by_text("question 1 of", exact=False).wait_for()
+            page.locator("[data-testid='stRadio'] label").filter(has_text=re.compile(r"^\s*A\s*$")).first.click()
+            page.get_by_role("button", name="Submit").click()
+            page.get_by_text("Right —", exact=False).or_(page.get_by_text("Not quite", exact=False)).first.wait_for()
+
+            page.goto(f"{url_b}/retrieval")  # replica B: the corpus comes from PostgreSQL
+            page.get_by_label("Describe what you want to see").fill("chest x-ray")
+            page.get_by_role("button", name="Search").click()
+            page.locator("[data-testid='stImage'] img").nth(9).wait_for()
+            page.goto(f"{url_b}/quiz")
+            page.get_by_label("Your nickname", exact=False).fill("replica-student")
+            page.keyboard.press("Enter")
+            page.get_by_role("tab", name="Progress").click()
+            page.get_by_role("button", name="Download my answers (CSV)").wait_for()
+            page.get_by_text("Mastery by topic").wait_for()  # A's answer, charted by B
+            page.screenshot(path=str(ARTIFACTS / "replica_b_progress.png"), full_page=True)
+            browser.close()
+    finally:
+        for server in (first, second):
+            next(server, None)
+    assert not list((tmp_path / "b" / "home").glob("indexes/*/manifest.json"))  # B embedded nothing
+    assert list((tmp_path / "a" / "home").glob("indexes/*/manifest.json"))
+    assert len(ProgressStore(postgres_url).answers("replica-student")) == 1
