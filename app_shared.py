@@ -36,7 +36,8 @@ PAGES = [  # (script, title, icon): the navigation, drawn by `frame` on every pa
     ("pages/reports.py", "Reports", ":material/description:"),
 ]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
-SCORE_NOTE = "Ranked by score: the cosine similarity, less a correction for 'hub' images that resemble every query."
+SCORE_NOTE = ("Ranked by score: the cosine similarity, less a correction for 'hub' images that resemble every query, "
+              "plus a bonus where the caption names the finding the query asks for (marked 'names the finding').")
 
 
 @st.cache_resource(show_spinner="Loading the encoder…")
@@ -172,8 +173,9 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
                     st.image(open_image(hit.record.image_path), width="stretch")
                 except MirageError:
                     st.warning("image unavailable")
+                named = " · names the finding" if hit.finding_bonus > 0 else ""
                 st.caption(f"**{rank + 1}.** score {hit.ranking:.3f} · {inert(hit.record.modality)} · "
-                           f"{inert(hit.record.id)}")
+                           f"{inert(hit.record.id)}{named}")
                 st.markdown(inert(hit.record.caption, limit=220))
                 st.markdown(source_line(hit.record))
                 if more_like_this and st.button("More like this", key=f"{key}-more-{hit.record.id}"):

@@ -59,6 +59,7 @@ class Hit:
     score: float  # the cosine similarity
     row: int
     ranking: float = 0.0  # what results are ranked by and show: the cosine corrected for the row's hubness
+    finding_bonus: float = 0.0  # the part of `ranking` that the finding channel added (see `findings`)
 
 
 class Index:
@@ -159,6 +160,12 @@ class Index:
         ranking = cosines - (bias[rows] - self.typical_bias[target])
         best = top_k(ranking, k)
         return [Hit(self.records[rows[j]], float(cosines[j]), int(rows[j]), float(ranking[j])) for j in best]
+
+    def rank(self, vector: np.ndarray, rows: np.ndarray, target: str = "images") -> tuple[np.ndarray, np.ndarray]:
+        """Cosines of these rows to the vector, and their ranking scores (as `search` ranks)."""
+        cosines = (self.images if target == "images" else self.captions)[rows] @ np.asarray(vector, np.float32)
+        bias = self.image_bias if target == "images" else self.caption_bias
+        return cosines, cosines - (bias[rows] - self.typical_bias[target])
 
     def check_encoder(self, encoder: Encoder) -> None:
         built_with = self.manifest.get("fingerprint")

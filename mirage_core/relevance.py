@@ -79,7 +79,7 @@ def assess(index: Index, hits: Sequence[Hit], text: str | None = None, kind: str
            target: str = "images") -> Verdict:
     """The verdict on a result list: `text` is the query's words (None for an image or vector query)."""
     floor = floor_of(index, kind, target)
-    best = max((hit.ranking for hit in hits), default=float("nan"))
+    best = max((hit.ranking - hit.finding_bonus for hit in hits), default=float("nan"))  # the dense match alone
     if text is not None and unknown_words(index, text):
         return Verdict("off_topic", best, floor, "most of the query's words never occur in this corpus' captions "
                                                  "— try radiology terms (a modality, an organ, a finding)")

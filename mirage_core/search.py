@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from .encoders.base import Encoder
+from .findings import with_findings
 from .index import Hit, Index
 from .query import as_unit_vector
 
@@ -20,8 +21,11 @@ def search_text(
     index: Index, encoder: Encoder, text: str, k: int = 10, modalities: Sequence[str] | None = None,
     licences: Sequence[str] | None = None,
 ) -> list[Hit]:
-    """Images whose embedding is nearest to the text's."""
-    return index.search(as_unit_vector(encoder, text), k, modalities=modalities, licences=licences)
+    """Images whose embedding is nearest to the text's, re-ranked by the finding channel (`findings`) when the
+    text names a finding."""
+    vector = as_unit_vector(encoder, text)
+    hits = index.search(vector, k, modalities=modalities, licences=licences)
+    return with_findings(index, vector, text, hits, k, index.mask(modalities, licences))
 
 
 def search_image(

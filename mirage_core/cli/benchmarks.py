@@ -6,7 +6,7 @@ import json
 
 from .common import UsageError, corpus_options, open_index, settings_from
 
-BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load", "relevance")
+BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load", "relevance", "findings")
 
 
 def register(commands) -> dict:
@@ -21,6 +21,7 @@ def register(commands) -> dict:
     bench.add_argument("--sessions", type=int, default=8, help="load: concurrent sessions")
     bench.add_argument("--bundle", metavar="PATH_OR_URL", help="tour: start from this corpus bundle")
     bench.add_argument("--no-llm", action="store_true", help="report: skip the language model")
+    bench.add_argument("--tune", action="store_true", help="findings: also the tuning queries' precision by bonus")
     corpus_options(bench)
     bench.add_argument("--json", action="store_true")
     return {"bench": cmd_bench}
@@ -56,6 +57,10 @@ def cmd_bench(args) -> int:
             from ..bench.relevance import bench_relevance
 
             result = bench_relevance(index, encoder, n=args.n or 300)
+        elif args.what == "findings":
+            from ..bench.findings import bench_findings
+
+            result = bench_findings(index, encoder, tune=args.tune)
         elif args.what == "quiz":
             from ..bench.quiz import bench_quiz
 
