@@ -30,6 +30,7 @@ from PIL import Image
 from .concepts import teaching_terms
 from .display import inert, link
 from .encoders.base import Encoder, normalise_rows
+from .findings import with_findings
 from .index import WORD, Hit, Index
 from .labels import UNKNOWN
 from .query import Query, as_unit_vector, check_query_text, kind_of
@@ -131,6 +132,10 @@ def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | n
     vector, kind, description = query_vector(encoder, query)
     report = Report(description)
     hits = index.search(vector, k, exclude=exclude)
+    if kind == "text":  # cases whose captions name the query's finding join in, as in Retrieval
+        allowed = np.ones(len(index), dtype=bool)
+        allowed[list(exclude)] = False
+        hits = with_findings(index, vector, query, hits, k, allowed)
     verdict = assess(index, hits, description if kind == "text" else None, kind)
     if not verdict.relevant and floor is None:
         report.nothing_found = f"Nothing relevant found: {verdict.reason}. The report does not guess."
