@@ -169,3 +169,26 @@ def test_mark_is_visible_on_any_image():
 def test_bad_requests_are_clear(lite, request_args, message):
     with pytest.raises(QueryError, match=message):
         lite.generate(GenerationRequest(**request_args))
+
+
+def test_the_independent_yardstick_learns_modalities_from_pixels_alone():
+    from mirage_core.bench.generate import PixelModalityClassifier
+
+    rng = np.random.default_rng(0)
+
+    def images(kind: str, n: int) -> np.ndarray:
+        base = rng.normal(128, 20, (n, 32, 32))
+        if kind == "CT":  # a bright disc in the middle
+            y, x = np.mgrid[:32, :32]
+            base += 90 * (((y - 16) ** 2 + (x - 16) ** 2) < 64)
+        else:  # vertical stripes
+            base += 60 * (np.arange(32) % 8 < 4)
+        return np.clip(base, 0, 255).astype(np.uint8)
+
+    pixels = np.concatenate([images("CT", 60), images("X-ray", 60), images("CT", 4)])
+    labels = ["CT"] * 60 + ["X-ray"] * 60 + ["unknown"] * 4  # unknown labels are left out of training
+    classifier = PixelModalityClassifier(pixels, labels, epochs=40)
+    assert classifier.classes == ["CT", "X-ray"]
+    test = np.concatenate([images("CT", 20), images("X-ray", 20)])
+    predicted = classifier(test)
+    assert sum(p == t for p, t in zip(predicted, ["CT"] * 20 + ["X-ray"] * 20)) >= 36

@@ -57,6 +57,57 @@ class ModalityYardstick:
         return votes.most_common(1)[0][0] if votes else "unknown"
 
 
+class PixelModalityClassifier:
+    """An independent yardstick: a small CNN trained from scratch on the real training images' pixels (64 px
+    grayscale, as the generator sees them) to tell their modality. It never sees the encoder the generator is
+    conditioned on, so a sample that fools the encoder's neighbourhood does not fool it for that reason."""
+
+    def __init__(self, pixels: np.ndarray, labels, epochs: int = 30, seed: int = 0):
+        from torch import nn
+
+        known = np.array([label != "unknown" for label in labels])
+        self.classes = sorted({label for label in labels if label != "unknown"})
+        targets = torch.tensor([self.classes.index(label) for label in np.asarray(labels)[known]])
+        inputs = self._tensor(pixels[known])
+        torch.manual_seed(seed)
+
+        def block(n_in: int, n_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(n_in, n_out, 3, padding=1), nn.BatchNorm2d(n_out), nn.ReLU(),
+                                 nn.MaxPool2d(2))
+
+        self.model = nn.Sequential(block(1, 16), block(16, 32), block(32, 64), block(64, 96),
+                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3),
+                                   nn.Linear(96, len(self.classes)))
+        optimiser = torch.optim.AdamW(self.model.parameters(), lr=3e-3, weight_decay=1e-3)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, 3e-3, total_steps=epochs * (len(inputs) // 64 + 1))
+        # classes are unbalanced (CT and X-ray dominate): weight each by its inverse frequency
+        weights = 1.0 / torch.bincount(targets, minlength=len(self.classes)).clamp(min=1).float()
+        loss_of = nn.CrossEntropyLoss(weight=weights / weights.mean())
+        generator = torch.Generator().manual_seed(seed)
+        self.model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(inputs), generator=generator)
+            for start in range(0, len(inputs), 64):
+                batch = inputs[order[start:start + 64]]
+                if torch.rand(1, generator=generator) < 0.5:
+                    batch = batch.flip(-1)  # left and right are not what tells a modality
+                loss = loss_of(self.model(batch), targets[order[start:start + 64]])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+        self.model.eval()
+
+    @staticmethod
+    def _tensor(pixels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0).unsqueeze(1)
+
+    @torch.inference_mode()
+    def __call__(self, pixels: np.ndarray) -> list[str]:
+        """The modality of each 64 px grayscale image (uint8, [N, side, side])."""
+        return [self.classes[i] for i in self.model(self._tensor(pixels)).argmax(1).tolist()]
+
+
 def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: int = 100,
                    grid_path=None) -> GenerateResult:
     """Lite LCM (4 steps) vs the undistilled model (DDIM 25 and 50 steps, guidance 3), per image; fidelity
@@ -67,7 +118,8 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     caption's modality. Two references: the training images as the generator learnt them (64 px grayscale
     centre squares: the model's own domain, so resolution and colour do not count against it) and the full-
     size corpus index. Each is also applied to the real held-out images, at 64 px and full size, which gives
-    the yardstick's own ceiling.
+    the yardstick's own ceiling. A third yardstick is independent of the encoder: `PixelModalityClassifier`,
+    trained on the training images' pixels only.
     """
     from PIL import Image
 
@@ -106,8 +158,10 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
         for i in range(0, len(learnt["pixels"]), 16)])
     yardsticks = {"generator's domain": ModalityYardstick(learnt_vectors, [modality_of[i] for i in learnt["ids"]]),
                   "full-size corpus": ModalityYardstick(index.images, [r.modality for r in index.records])}
+    pixel_yardstick = PixelModalityClassifier(learnt["pixels"], [modality_of[i] for i in learnt["ids"]])
     cases = [r for r in heldout if r.modality != "unknown"][:fidelity]
     hits = {name: dict.fromkeys(("lcm-4", "ddim-25", "real image at 64 px", "real image"), 0) for name in yardsticks}
+    independent = dict.fromkeys(("lcm-4", "ddim-25", "real image at 64 px"), 0)
     rows = []
     for i, record in enumerate(cases):
         own_article = np.array([other.pmc_id == record.pmc_id for other in index.records])
@@ -121,12 +175,16 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
             images[name] = synthetic.native  # the red mark would sway the encoder
             marked.append(synthetic.image)
         rows.append((record, marked))
+        small_pixels = {name: np.asarray(images[name].convert("L").resize((side, side))) for name in independent}
+        for name, label in zip(small_pixels, pixel_yardstick(np.stack(list(small_pixels.values()))), strict=True):
+            independent[name] += label == record.modality
         vectors = dict(zip(images, encoder.encode_image(list(images.values())), strict=True))
         for yardstick_name, yardstick in yardsticks.items():
             exclude = own_article if yardstick_name == "full-size corpus" else None
             for name, vector in vectors.items():
                 hits[yardstick_name][name] += yardstick(vector, exclude) == record.modality
     result.fidelity_n = len(cases)
+    hits["independent pixel classifier"] = independent
     result.fidelity_modality = {
         yardstick: {name: round(count / max(len(cases), 1), 3) for name, count in counts.items()}
         for yardstick, counts in hits.items()}
