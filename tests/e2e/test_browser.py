@@ -166,7 +166,7 @@ def test_presenter_mode_fills_the_screen_and_follows_the_keyboard(server, page):
     page.get_by_role("button", name="Present these").click()
     heading = page.get_by_role("heading", name="Radiology quiz · 1 / ")
     heading.wait_for()
-    assert not page.locator("[data-testid='stSidebar']").is_visible()  # no navigation, no student controls
+    page.locator("[data-testid='stSidebar']").wait_for(state="hidden")  # no navigation, no student controls
     assert page.get_by_label("Your nickname", exact=False).count() == 0
     option_size = page.locator(".st-key-presenter p").first.evaluate("e => getComputedStyle(e).fontSize")
     assert float(option_size.removesuffix("px")) >= 30  # readable from the back of a lecture hall
@@ -212,12 +212,10 @@ def _any_demo_image() -> str:
     return str(next((DEFAULT_CORPUS / "images").glob("*.jpg")))
 
 
-def test_two_replicas_on_one_postgresql_share_the_corpus_and_progress(tmp_path, demo_corpus, postgres_url):
+def test_two_replicas_on_one_postgresql_share_the_corpus_and_progress(tmp_path, demo_corpus, postgres_url, page):
     """Two `streamlit run` processes, each with its own disk, one PostgreSQL (pgvector index + progress): the
     first embeds the corpus and uploads it, the second only downloads it; an answer given on one is seen on the
     other."""
-    from playwright.sync_api import sync_playwright
-
     from mirage_core.quiz import ProgressStore
 
     corpus = write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:40])
@@ -227,31 +225,29 @@ def test_two_replicas_on_one_postgresql_share_the_corpus_and_progress(tmp_path, 
     second = _start_server(tmp_path / "b", corpus, **shared)
     url_a, url_b = next(first), next(second)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(120_000)
-            page.goto(f"{url_a}/quiz")  # replica A: first start embeds the corpus and uploads it
-            page.get_by_label("Your nickname", exact=False).fill("replica-student")
-            page.keyboard.press("Enter")
-            page.get_by_role("button", name="Start").click()
-            page.get_by_text("question 1 of", exact=False).wait_for()
-            page.locator("[data-testid='stRadio'] label").filter(has_text=re.compile(r"^\s*A\s*$")).first.click()
-            page.get_by_role("button", name="Submit").click()
-            page.get_by_text("Right —", exact=False).or_(page.get_by_text("Not quite", exact=False)).first.wait_for()
+        window = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # the module's Chromium
+        window.set_default_timeout(120_000)
+        window.goto(f"{url_a}/quiz")  # replica A: first start embeds the corpus and uploads it
+        window.get_by_label("Your nickname", exact=False).fill("replica-student")
+        window.keyboard.press("Enter")
+        window.get_by_role("button", name="Start").click()
+        window.get_by_text("question 1 of", exact=False).wait_for()
+        window.locator("[data-testid='stRadio'] label").filter(has_text=re.compile(r"^\s*A\s*$")).first.click()
+        window.get_by_role("button", name="Submit").click()
+        window.get_by_text("Right —", exact=False).or_(window.get_by_text("Not quite", exact=False)).first.wait_for()
 
-            page.goto(f"{url_b}/retrieval")  # replica B: the corpus comes from PostgreSQL
-            page.get_by_label("Describe what you want to see").fill("chest x-ray")
-            page.get_by_role("button", name="Search").click()
-            page.locator("[data-testid='stImage'] img").nth(9).wait_for()
-            page.goto(f"{url_b}/quiz")
-            page.get_by_label("Your nickname", exact=False).fill("replica-student")
-            page.keyboard.press("Enter")
-            page.get_by_role("tab", name="Progress").click()
-            page.get_by_role("button", name="Download my answers (CSV)").wait_for()
-            page.get_by_text("Mastery by topic").wait_for()  # A's answer, charted by B
-            page.screenshot(path=str(ARTIFACTS / "replica_b_progress.png"), full_page=True)
-            browser.close()
+        window.goto(f"{url_b}/retrieval")  # replica B: the corpus comes from PostgreSQL
+        window.get_by_label("Describe what you want to see").fill("chest x-ray")
+        window.get_by_role("button", name="Search").click()
+        window.locator("[data-testid='stImage'] img").nth(9).wait_for()
+        window.goto(f"{url_b}/quiz")
+        window.get_by_label("Your nickname", exact=False).fill("replica-student")
+        window.keyboard.press("Enter")
+        window.get_by_role("tab", name="Progress").click()
+        window.get_by_role("button", name="Download my answers (CSV)").wait_for()
+        window.get_by_text("Mastery by topic").wait_for()  # A's answer, charted by B
+        window.screenshot(path=str(ARTIFACTS / "replica_b_progress.png"), full_page=True)
+        window.close()
     finally:
         for server in (first, second):
             next(server, None)
