@@ -23,7 +23,7 @@ from mirage_core.generation import ImageGenerator, create_generator
 from mirage_core.images import open_image
 from mirage_core.index import Hit, Index, index_exists, open_configured_index
 from mirage_core.llm import ChatEndpoint, LanguageModel, llm_for
-from mirage_core.projection import Projection, fit_projection
+from mirage_core.projection import Projection, fit_projection, place_labels
 from mirage_core.quiz import ProgressStore
 
 DISCLAIMER = "For education only — not for diagnosis."
@@ -214,8 +214,6 @@ def path_figure(picture):
     """Plotly figure of a `PathPicture`: the corpus sample coloured by modality with its largest groups named as
     landmarks, the query's path as arrows, the hits as stars; labels placed so that none collide."""
     import plotly.graph_objects as go
-
-    from mirage_core.projection import place_labels
 
     figure = go.Figure()
     for modality, colour in MODALITY_COLOURS.items():

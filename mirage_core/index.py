@@ -154,16 +154,16 @@ class Index:
         if k <= 0:
             return []
         rows, cosines = self.backend.candidates(vector, target, k, allowed)
-        if cosines is None:  # the backend found rows only: score them exactly here
-            cosines = (self.images if target == "images" else self.captions)[rows] @ vector
-        bias = self.image_bias if target == "images" else self.caption_bias
-        ranking = cosines - (bias[rows] - self.typical_bias[target])
+        cosines, ranking = self.rank(vector, rows, target, cosines)  # a backend may have found rows only
         best = top_k(ranking, k)
         return [Hit(self.records[rows[j]], float(cosines[j]), int(rows[j]), float(ranking[j])) for j in best]
 
-    def rank(self, vector: np.ndarray, rows: np.ndarray, target: str = "images") -> tuple[np.ndarray, np.ndarray]:
-        """Cosines of these rows to the vector, and their ranking scores (as `search` ranks)."""
-        cosines = (self.images if target == "images" else self.captions)[rows] @ np.asarray(vector, np.float32)
+    def rank(self, vector: np.ndarray, rows: np.ndarray, target: str = "images",
+             cosines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Cosines of these rows to the vector (computed exactly unless given), and their ranking scores: the
+        cosine less the row's hubness bias, what `search` ranks by."""
+        if cosines is None:
+            cosines = (self.images if target == "images" else self.captions)[rows] @ np.asarray(vector, np.float32)
         bias = self.image_bias if target == "images" else self.caption_bias
         return cosines, cosines - (bias[rows] - self.typical_bias[target])
 

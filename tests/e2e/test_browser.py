@@ -146,14 +146,20 @@ def test_dual_search_renders_results_and_pca(server, page):
     assert (ARTIFACTS / "dual_search_pca.png").stat().st_size > 10_000
 
 
-def test_quiz_answers_one_question(server, page):
-    page.goto(f"{server}/quiz")
-    page.get_by_label("Your nickname", exact=False).fill("e2e-student")
+def _answer_one_question(page, url: str, learner: str) -> None:
+    """Open the Quiz, name the learner, start a quiz and answer A; returns once the feedback shows."""
+    page.goto(f"{url}/quiz")
+    page.get_by_label("Your nickname", exact=False).fill(learner)
     page.keyboard.press("Enter")
     page.get_by_role("button", name="Start").click()
     page.get_by_text("question 1 of", exact=False).wait_for()
     page.locator("[data-testid='stRadio'] label").filter(has_text=re.compile(r"^\s*A\s*$")).first.click()
     page.get_by_role("button", name="Submit").click()
+    page.get_by_text("Right —", exact=False).or_(page.get_by_text("Not quite", exact=False)).first.wait_for()
+
+
+def test_quiz_answers_one_question(server, page):
+    _answer_one_question(page, server, "e2e-student")
     page.get_by_text("True caption", exact=False).or_(page.get_by_text("is labelled", exact=False)).first.wait_for()
     assert page.get_by_text("Right —", exact=False).count() + page.get_by_text("Not quite", exact=False).count() == 1
     page.screenshot(path=str(ARTIFACTS / "quiz.png"), full_page=True)
@@ -227,14 +233,7 @@ def test_two_replicas_on_one_postgresql_share_the_corpus_and_progress(tmp_path, 
     try:
         window = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # the module's Chromium
         window.set_default_timeout(120_000)
-        window.goto(f"{url_a}/quiz")  # replica A: first start embeds the corpus and uploads it
-        window.get_by_label("Your nickname", exact=False).fill("replica-student")
-        window.keyboard.press("Enter")
-        window.get_by_role("button", name="Start").click()
-        window.get_by_text("question 1 of", exact=False).wait_for()
-        window.locator("[data-testid='stRadio'] label").filter(has_text=re.compile(r"^\s*A\s*$")).first.click()
-        window.get_by_role("button", name="Submit").click()
-        window.get_by_text("Right —", exact=False).or_(window.get_by_text("Not quite", exact=False)).first.wait_for()
+        _answer_one_question(window, url_a, "replica-student")  # replica A: its first start embeds and uploads
 
         window.goto(f"{url_b}/retrieval")  # replica B: the corpus comes from PostgreSQL
         window.get_by_label("Describe what you want to see").fill("chest x-ray")
