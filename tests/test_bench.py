@@ -21,7 +21,8 @@ def test_bench_search_reports_latency_and_recall(lite_encoder, backend):
     assert 0 < result.p50_ms <= result.p95_ms and result.rss_mib > 0
     assert result.recall_at_10 == 1.0 if backend == "exact" else result.recall_at_10 >= 0.9
     assert set(result.to_dict()) >= {"backend", "n", "p50_ms", "p95_ms", "recall_at_10", "build_s", "rss_mib"}
-    assert "p50" in result.describe()
+    assert "p50" in result.describe() and "back to back" in result.describe()
+    assert result.back_to_back_p50_ms > 0
 
 
 def test_bench_search_pgvector(lite_encoder, postgres_url):
