@@ -92,3 +92,19 @@ def test_bridge_pulls_a_row_towards_its_neighbours_other_modality():
     assert moved[0, 2] > 0.3 and moved[0, 0] < 1  # towards the captions of its two nearest training images
     unchanged = bridge(image, bank, "image", k=2, temperature=0.05, weight=0.0)
     np.testing.assert_allclose(unchanged, image, atol=1e-6)
+
+
+def test_query_heads_in_numpy_compute_what_the_torch_heads_do(lite_encoder):
+    import torch
+
+    features = torch.randn(5, lite_encoder.text_backbone.feature_dim, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = lite_encoder.heads.embed_text(features).numpy()
+    np.testing.assert_allclose(lite_encoder.query_heads(features.numpy()), expected, atol=1e-5)
+    queries = ["chest x-ray pneumothorax", "MRI of the brain"]
+    fast = lite_encoder.encode_query(queries)
+    heads, lite_encoder.query_heads = lite_encoder.query_heads, None  # the torch path, for comparison
+    try:
+        np.testing.assert_allclose(fast, lite_encoder.encode_query(queries), atol=1e-5)
+    finally:
+        lite_encoder.query_heads = heads

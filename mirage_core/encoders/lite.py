@@ -236,6 +236,31 @@ class LiteHeads(nn.Module):
         return self._joint([head(features) for head in self.text])
 
 
+class QueryTextHeads:
+    """The text heads in NumPy, for one query at a time: the same arithmetic as `LiteHeads.embed_text` in eval
+    mode (LayerNorm, Linear, exact GELU, Linear; members normalised and joined), without PyTorch's per-module
+    dispatch, which cost a query ~0.5 ms of its ~5."""
+
+    def __init__(self, heads: LiteHeads):
+        self.members = []
+        for member in heads.text:
+            norm, first, second = member[0], member[2], member[5]
+            self.members.append(tuple(np.ascontiguousarray(t.detach().float().numpy()) for t in (
+                norm.weight, norm.bias, first.weight.T, first.bias, second.weight.T, second.bias)) + (norm.eps,))
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        from scipy.special import erf
+
+        outputs = []
+        for scale, shift, first, first_bias, second, second_bias, eps in self.members:
+            centred = features - features.mean(-1, keepdims=True)
+            normed = centred / np.sqrt((centred**2).mean(-1, keepdims=True) + eps) * scale + shift
+            hidden = normed @ first + first_bias
+            hidden = 0.5 * hidden * (1.0 + erf(hidden / np.sqrt(2.0)))
+            outputs.append(normalise_rows(hidden @ second + second_bias))
+        return np.concatenate(outputs, axis=-1) / np.sqrt(len(outputs))
+
+
 def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
         nn.LayerNorm(n_in), nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(dropout),
@@ -266,6 +291,7 @@ class LiteEncoder(Encoder):
         except (RuntimeError, OSError) as error:
             raise MirageError(f"{weights} does not hold lite heads for this config: {error}") from error
         self.heads.to(self.device).eval()
+        self.query_heads = QueryTextHeads(self.heads) if self.device.type == "cpu" else None
         bank_file = weights.with_name("bank.safetensors")
         files = [weights, bank_file] if bank_file.exists() else [weights]
         if bank_file.exists():
@@ -283,7 +309,10 @@ class LiteEncoder(Encoder):
         return self.heads.embed_text(self.text_backbone(texts))
 
     def _query_features(self, texts: list[str]) -> torch.Tensor:
-        return self.heads.embed_text(self.text_backbone(texts, query=True))
+        features = self.text_backbone(texts, query=True)
+        if self.query_heads is None:
+            return self.heads.embed_text(features)
+        return torch.from_numpy(self.query_heads(features.float().numpy()))
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
