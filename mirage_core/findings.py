@@ -48,22 +48,14 @@ def stem(word: str) -> str:
 def rows_naming(index: Index, word: str) -> np.ndarray:
     """Rows whose caption or keywords hold a word that starts with the word's stem (or, for a short word, is it
     or its plural)."""
-    postings = index.__dict__.get("_postings")
-    if postings is None:  # built on first use: an index that is never searched by findings never pays
-        found_in: dict[str, list[int]] = {}
-        for row, record in enumerate(index.records):
-            for found in set(WORD.findall(record.caption.lower())) | {k.lower() for k in record.keywords}:
-                found_in.setdefault(found, []).append(row)
-        postings = index.__dict__.setdefault("_postings", (sorted(found_in), found_in))
-    vocabulary, found_in = postings
     prefix = stem(word)
     if prefix == word:
-        forms = [w for w in (word, word + "s", word + "es") if w in found_in]
+        forms = [w for w in (word, word + "s", word + "es") if w in index.postings]
     else:
-        start = bisect.bisect_left(vocabulary, prefix)
-        forms = list(itertools.takewhile(lambda w: w.startswith(prefix), vocabulary[start:start + 200]))
-    rows = [row for form in forms for row in found_in[form]]
-    return np.unique(np.array(rows, dtype=np.int64))
+        start = bisect.bisect_left(index.vocabulary, prefix)
+        forms = list(itertools.takewhile(lambda w: w.startswith(prefix), index.vocabulary[start:start + 200]))
+    found = [index.postings[form] for form in forms]
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
 
 def with_findings(index: Index, vector: np.ndarray, text: str, hits: list[Hit], k: int,

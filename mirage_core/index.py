@@ -104,10 +104,23 @@ class Index:
         return record_id in self._rows
 
     @functools.cached_property
+    def postings(self) -> dict[str, np.ndarray]:
+        """Each word (3+ letters) of the captions and keywords → the rows whose caption or keywords hold it."""
+        rows: dict[str, list[int]] = {}
+        for row, record in enumerate(self.records):
+            for word in set(WORD.findall(record.caption.lower())) | {k.lower() for k in record.keywords}:
+                rows.setdefault(word, []).append(row)
+        return {word: np.array(found, dtype=np.int32) for word, found in rows.items()}
+
+    @functools.cached_property
+    def vocabulary(self) -> list[str]:
+        """The words of `postings`, sorted (for prefix lookups)."""
+        return sorted(self.postings)
+
+    @functools.cached_property
     def word_counts(self) -> Counter:
         """In how many records each word (3+ letters) of the captions and keywords occurs."""
-        return Counter(word for r in self.records
-                       for word in set(WORD.findall(r.caption.lower())) | {k.lower() for k in r.keywords})
+        return Counter({word: len(rows) for word, rows in self.postings.items()})
 
     @functools.cached_property
     def concept_names(self) -> dict[str, str]:
