@@ -113,21 +113,26 @@ def present(show: Presentation) -> None:
         if quoted:
             st.markdown(f"> {inert(quoted)}")
         marks = [ANSWER_MARK if show.shows("answer") and i == question.answer else "" for i in range(4)]
+        # each distractor's reason sits under it, so the whole question stays on one projected screen
+        reasons = [f":red[✗ {inert(why_wrong(question, i))}]"
+                   if show.shows("why the others are wrong") and i != question.answer else ""
+                   for i in range(len(question.options))]
         if question.options[0].record_id and question.kind in ("caption_to_image", "arithmetic"):
-            for letter, option, mark, column in zip(LETTERS, question.options, marks, st.columns(4)):
+            for letter, option, mark, reason, column in zip(LETTERS, question.options, marks, reasons, st.columns(4)):
                 with column:
                     st.markdown(f"## {letter}{mark}")
                     show_record_image(index, option.record_id)
+                    if reason:
+                        st.markdown(reason)
         else:
             picture, options = st.columns([3, 2], gap="large")
             with picture:
                 show_record_image(index, question.subject_id)
             with options:
-                for letter, option, mark in zip(LETTERS, question.options, marks):
+                for letter, option, mark, reason in zip(LETTERS, question.options, marks, reasons):
                     st.markdown(f"**{letter}.** {inert(option.text, limit=220)}{mark}")
-        if show.shows("why the others are wrong"):
-            st.markdown("\n".join(f"- **{LETTERS[i]}** — {inert(why_wrong(question, i))}"
-                                   for i in range(len(question.options)) if i != question.answer))
+                    if reason:
+                        st.markdown(reason)
         if show.shows("source") and question.subject_id:
             record = index.records[index.row_of(question.subject_id)]
             st.markdown(f"**The case:** {inert(record.caption, limit=300)}  \n**Source:** {source_line(record)}")

@@ -180,7 +180,7 @@ def test_presenter_mode_fills_the_screen_and_follows_the_keyboard(server, page):
     page.keyboard.press("ArrowRight")
     page.get_by_text("answer", exact=True).wait_for()  # step 1: the answer is marked
     page.keyboard.press("ArrowRight")
-    page.get_by_text(re.compile(r"— (it is|same|the image is labelled) ")).first.wait_for()  # step 2: why not
+    page.get_by_text(re.compile(r"✗ (it is|same|the image is labelled) ")).first.wait_for()  # step 2: why not
     page.screenshot(path=str(ARTIFACTS / "presenter.png"))
     page.keyboard.press("Escape")
     page.get_by_role("tab", name="Practice").wait_for()
