@@ -215,14 +215,15 @@ def path_figure(picture):
     landmarks, the query's path as arrows, the hits as stars; labels placed so that none collide."""
     import plotly.graph_objects as go
 
+    sample = picture.projection
     figure = go.Figure()
     for modality, colour in MODALITY_COLOURS.items():
-        members = picture.sample_modalities == modality
+        members = sample.sample_modalities == modality
         if members.any():
-            figure.add_scatter(x=picture.sample_images[members, 0], y=picture.sample_images[members, 1],
+            figure.add_scatter(x=sample.sample_images[members, 0], y=sample.sample_images[members, 1],
                                mode="markers", name=f"{modality} images", hoverinfo="name",
                                marker=dict(size=6, color=colour, opacity=0.55))
-    figure.add_scatter(x=picture.sample_captions[:, 0], y=picture.sample_captions[:, 1], mode="markers",
+    figure.add_scatter(x=sample.sample_captions[:, 0], y=sample.sample_captions[:, 1], mode="markers",
                        name="captions", hoverinfo="name", visible="legendonly",
                        marker=dict(size=5, color="#9ca3af", opacity=0.4, symbol="diamond"))
     points = picture.path_points
@@ -236,7 +237,7 @@ def path_figure(picture):
                        hovertext=picture.hit_labels, hoverinfo="text",
                        marker=dict(size=12, color=HIT_COLOUR, symbol="star"))
     x_range, y_range = picture.view()
-    landmarks = picture.landmarks
+    landmarks = sample.landmarks
     texts = picture.path_labels + [landmark.name for landmark in landmarks]
     anchors = np.concatenate([points, np.array([landmark.point for landmark in landmarks]).reshape(-1, 2)])
     fonts = [16.0] * len(points) + [13.0] * len(landmarks)

@@ -137,15 +137,17 @@ class Index:
             raise MirageError(f"no record {record_id} in this index")
         return self._rows[record_id]
 
-    def mask(self, modalities: Sequence[str] | None = None, licences: Sequence[str] | None = None) -> np.ndarray | None:
-        """Rows allowed by the filters, or None when nothing is filtered."""
-        if not modalities and not licences:
+    def mask(self, modalities: Sequence[str] | None = None, licences: Sequence[str] | None = None,
+             exclude: Sequence[int] = ()) -> np.ndarray | None:
+        """Rows allowed by the filters and not excluded, or None when nothing is filtered."""
+        if not modalities and not licences and not len(exclude):
             return None
         allowed = np.ones(len(self), dtype=bool)
         if modalities:
             allowed &= np.isin(self.modalities, list(modalities))
         if licences:
             allowed &= np.isin(self.licences, list(licences))
+        allowed[list(exclude)] = False
         return allowed
 
     def search(
@@ -159,10 +161,7 @@ class Index:
             raise IndexMismatchError(f"query has {vector.shape[0]} dimensions, the index {self.dim}")
         if not np.isfinite(vector).all():
             raise QueryError("the query vector has infinite or undefined entries")
-        allowed = self.mask(modalities, licences)
-        if exclude:
-            allowed = np.ones(len(self), dtype=bool) if allowed is None else allowed.copy()
-            allowed[list(exclude)] = False
+        allowed = self.mask(modalities, licences, exclude)
         k = min(k, len(self) if allowed is None else int(allowed.sum()))
         if k <= 0:
             return []

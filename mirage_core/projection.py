@@ -83,22 +83,20 @@ def fit_projection(index: Index, sample_size: int = 800, seed: int = 0, landmark
 
 @dataclass
 class PathPicture:
-    """2D coordinates for drawing a dual search: the corpus sample, the path of the query, the hits."""
+    """2D coordinates for drawing a dual search on a fitted `Projection`: the path of the query and the hits
+    (the corpus sample, its landmarks and the explained variance are the projection's)."""
 
-    sample_images: np.ndarray
-    sample_captions: np.ndarray
-    sample_modalities: np.ndarray
-    landmarks: list[Landmark]
+    projection: Projection
     path_labels: list[str]
     path_points: np.ndarray  # [steps + 2, 2]: query, each running sum, the normalised result
     hit_points: np.ndarray
     hit_labels: list[str]
-    explained_variance: tuple[float, float]
 
     def view(self, margin: float = 0.08) -> tuple[tuple[float, float], tuple[float, float]]:
         """The x and y ranges that show every point with a margin (the figure fixes its axes to them, so
         that label placement knows where the points land on screen)."""
-        points = np.concatenate([self.sample_images, self.sample_captions, self.path_points, self.hit_points])
+        points = np.concatenate([self.projection.sample_images, self.projection.sample_captions, self.path_points,
+                                 self.hit_points])
         low, high = points.min(0), points.max(0)
         pad = (high - low) * margin + 1e-6
         return (float(low[0] - pad[0]), float(high[0] + pad[0])), (float(low[1] - pad[1]), float(high[1] + pad[1]))
@@ -110,10 +108,7 @@ def picture_of(projection: Projection, composition, hits, index: Index, query_mo
     path = projection.project(np.stack(vectors), query_modality)
     rows = [hit.row for hit in hits]
     hit_points = projection.project(index.images[rows], "image") if rows else np.zeros((0, 2))
-    return PathPicture(
-        projection.sample_images, projection.sample_captions, projection.sample_modalities, projection.landmarks,
-        list(labels), path, hit_points, [hit.record.id for hit in hits], projection.explained_variance,
-    )
+    return PathPicture(projection, list(labels), path, hit_points, [hit.record.id for hit in hits])
 
 
 # Label placement works in screen pixels: a label is a box of about 0.6 em per character, and the plot is at

@@ -133,9 +133,7 @@ def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | n
     report = Report(description)
     hits = index.search(vector, k, exclude=exclude)
     if kind == "text":  # cases whose captions name the query's finding join in, as in Retrieval
-        allowed = np.ones(len(index), dtype=bool)
-        allowed[list(exclude)] = False
-        hits = with_findings(index, vector, query, hits, k, allowed)
+        hits = with_findings(index, vector, query, hits, k, index.mask(exclude=exclude))
     verdict = assess(index, hits, description if kind == "text" else None, kind)
     if not verdict.relevant and floor is None:
         report.nothing_found = f"Nothing relevant found: {verdict.reason}. The report does not guess."

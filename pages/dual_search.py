@@ -69,7 +69,7 @@ with after:
 st.subheader("Where the vector moved")
 picture = picture_of(get_projection(), result.composition, result.modified, index)
 st.plotly_chart(path_figure(picture), width="stretch")
-first, second = picture.explained_variance
+first, second = picture.projection.explained_variance
 st.caption(f"{CENTRING_NOTE} The two axes explain {first:.0%} and {second:.0%} of the sample's variance; "
            "distances in 2D are only a rough guide to distances in the full space.")
 
