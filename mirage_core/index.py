@@ -5,9 +5,9 @@ image and caption embeddings), `bias.npy` (float32 [2, N], hubness corrections, 
 `records.jsonl` (one `Record` a line) and `manifest.json` (encoder name and
 fingerprint, dimension, count, corpus, date, what was skipped). It is written to a temporary folder and
 renamed into place, so a crash never leaves half an index. Loading checks the manifest against the encoder
-that will query it. Search is exact, in two passes: a scan of a bfloat16 copy of the matrix (half the memory
-traffic of float32, which is what a matrix–vector product over a large index waits on) finds every row that
-could be in the top k, then those few rows are scored again in float32 and ranked (see `Index.search`).
+that will query it. Search is exact, in two passes: a scan of an int8 copy of the matrix (a quarter of the
+memory traffic of float32, which is what a matrix–vector product over a large index waits on) finds every
+row that could be in the top k, then those few rows are scored again in float32 and ranked (see `Index.search`).
 
 Hubness: in a small joint space a few images sit close to every caption and crowd every result list. Each
 row therefore carries a bias, its mean similarity to its `HUB_K` nearest neighbours in the encoder's
@@ -42,13 +42,7 @@ from .images import open_image
 FORMAT_VERSION = 2
 HUB_K = 20
 CAPTION_CHUNK = 512
-# The exact scan reads a bfloat16 copy of the rows (half the memory traffic of float32, and unlike float16 it has
-# fast CPU kernels). Bound on |bfloat16 scan − float32 cosine| for unit vectors: rounding the row and the query
-# to bfloat16 moves each product q_i·x_i by at most 2·2⁻⁹·|q_i·x_i|, so the sum by at most 2⁻⁸·Σ|q_i·x_i| ≤ 2⁻⁸
-# (Cauchy–Schwarz; torch accumulates in float32), and rounding the score itself by at most 2⁻⁹. Doubled for safety.
-SCAN_DTYPE = torch.bfloat16
-SCAN_ERROR = 2.0**-7 + 2.0**-8
-SEARCH_METHOD = "bfloat16 scan, float32 ranking of the rows that can reach the top k"  # for reports
+SEARCH_METHOD = "int8 scan with an exact error bound, float32 ranking of the rows that can reach the top k"
 Progress = Callable[[int, int], None]
 WORD = re.compile(r"[a-z][a-z-]{2,}")
 
@@ -189,9 +183,8 @@ class Index:
 
 
 class ExactScan:
-    """Every row is scored: a bfloat16 scan (half the memory traffic of float32, which is what a matrix–vector
-    product over a large index waits on) keeps every row that could reach the top k; `Index.search` then
-    scores those few exactly in float32."""
+    """Every row is scored: an int8 scan (`Int8Scan`) keeps every row that could reach the top k; `Index.search`
+    then scores those few exactly in float32."""
 
     name = "exact"
 
@@ -199,29 +192,102 @@ class ExactScan:
         self.index = index
 
     @functools.cached_property
-    def copies(self) -> dict[str, torch.Tensor]:  # made on first use: an index searched elsewhere never pays
-        return {"images": _scan_copy(self.index.images), "captions": _scan_copy(self.index.captions)}
+    def scans(self) -> dict[str, Int8Scan]:  # made on first use: an index searched elsewhere never pays
+        return {"images": Int8Scan(self.index.images, self.index.image_bias),
+                "captions": Int8Scan(self.index.captions, self.index.caption_bias)}
 
     def candidates(self, vector: np.ndarray, target: str, k: int, allowed: np.ndarray | None
                    ) -> tuple[np.ndarray, None]:
-        bias = self.index.image_bias if target == "images" else self.index.caption_bias
-        norm = float(np.linalg.norm(vector))
-        scale = norm if norm > 0 else 1.0  # the scan takes the unit vector, so the error bound holds
-        unit = torch.from_numpy(vector / scale).to(SCAN_DTYPE)
-        scores = scale * torch.mv(self.copies[target], unit).float().numpy() - bias
+        return self.scans[target].candidates(vector, k, allowed), None
+
+
+class Int8Scan:
+    """Ranking scores (cosine − bias) of every row from an int8 copy of the matrix, with a bound on their error.
+
+    Rows are stored as round(x · S) with one scale S for the whole matrix (FAISS' `QT_8bit_direct_signed`, whose
+    SIMD kernel reads a quarter of float32's bytes); the bias rides along in `BIAS_COLUMNS` extra columns, so
+    the scan ranks by the score `Index.search` uses. Rounding moves an entry by at most 1/(2S), so a scan score
+    is within ‖q‖₁/(2S) (+ the bias columns' rounding) of the exact one: every row whose scan score lies within
+    twice that bound of the k-th best can be in the exact top k, and only those are kept. A large matrix is
+    split into one shard per core, scanned side by side (FAISS scans one query on one thread)."""
+
+    BIAS_COLUMNS = 8  # also keeps the row length a multiple of 8, which FAISS' SIMD kernels need
+    FIRST_PASS = 128  # rows each shard returns; a wider bound than that takes a range search (rare)
+    SHARD_ROWS = 32768  # below this a second thread costs more than it saves
+
+    def __init__(self, matrix: np.ndarray, bias: np.ndarray, chunk: int = 65536):
+        import faiss
+
+        rows, dim = matrix.shape
+        peak = max((float(np.abs(matrix[i:i + chunk]).max()) for i in range(0, rows, chunk)), default=1.0)
+        self.scale = 127.0 / max(peak, 1e-6)
+        self.bias_scale = 127.0 * self.BIAS_COLUMNS / max(float(np.abs(bias).max(initial=0.0)), 1e-6)
+        count = max(1, min(os.cpu_count() or 1, rows // self.SHARD_ROWS))
+        bounds = np.linspace(0, rows, count + 1).astype(int)
+        self.shards = []
+        for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+            shard = faiss.IndexScalarQuantizer(dim + self.BIAS_COLUMNS, faiss.ScalarQuantizer.QT_8bit_direct_signed,
+                                               faiss.METRIC_INNER_PRODUCT)
+            for start in range(first, last, chunk):  # chunked: a memory-mapped matrix is never copied whole
+                stop = min(start + chunk, last)
+                part = np.empty((stop - start, dim + self.BIAS_COLUMNS), dtype=np.float32)
+                part[:, :dim] = np.round(matrix[start:stop] * self.scale)
+                part[:, dim:] = np.round(-bias[start:stop, None] * self.bias_scale / self.BIAS_COLUMNS)
+                shard.add(part)
+            self.shards.append((int(first), shard))
+
+    def error_bound(self, vector: np.ndarray) -> float:
+        rounding = float(np.abs(vector).sum()) / (2 * self.scale) + self.BIAS_COLUMNS / (2 * self.bias_scale)
+        return rounding * 1.01 + 1e-5  # and float32 accumulation, far smaller
+
+    def candidates(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
+        query = np.empty((1, self.shards[0][1].d), dtype=np.float32)
+        query[0, :len(vector)] = vector
+        query[0, len(vector):] = self.scale / self.bias_scale  # the bias columns then count −bias · S
+        passes = [found for found in _side_by_side(self._first_pass, self.shards, query, k, allowed) if found]
+        best = np.sort(np.concatenate([found[0] for found in passes]))[::-1]  # each shard's top k at least
+        threshold = best[min(k, len(best)) - 1] - 2 * self.error_bound(vector) * self.scale
+        return np.sort(np.concatenate([
+            rows[scores >= threshold] if complete or scores[-1] < threshold
+            else self._beyond(shard, query, threshold, params) + first
+            for scores, rows, complete, first, shard, params in passes]))
+
+    @staticmethod
+    def _first_pass(shard: tuple, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple | None:
+        first, index = shard
+        params, available, keep = None, index.ntotal, None
         if allowed is not None:
-            scores = np.where(allowed, scores, -np.inf)
-        # a row whose float32 score can beat the k-th best scans within two error bounds of the k-th scan score
-        kth_best = float(scores[top_k(scores, k)[-1]])
-        return np.flatnonzero(scores >= kth_best - 2 * SCAN_ERROR * scale), None
+            import faiss
+
+            part = allowed[first:first + index.ntotal]
+            available = int(part.sum())
+            keep = np.packbits(part, bitorder="little")  # must outlive the search: FAISS keeps a pointer
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(keep)))
+        if available == 0:
+            return None
+        count = min(max(k, Int8Scan.FIRST_PASS), available)
+        scores, rows = index.search(query, count, params=params)
+        return scores[0], rows[0] + first, count == available, first, index, (params, keep)
+
+    @staticmethod
+    def _beyond(index, query: np.ndarray, threshold: float, params: tuple) -> np.ndarray:
+        # FAISS keeps scores above the radius; lowered a hair so that a row exactly at the threshold stays
+        return index.range_search(query, threshold - 1e-3, params=params[0])[2]
 
 
-def _scan_copy(matrix: np.ndarray, chunk: int = 65536) -> torch.Tensor:
-    """The matrix in SCAN_DTYPE, converted in chunks (a read-only memory map needs no float32 copy in full)."""
-    copy = torch.empty(matrix.shape, dtype=SCAN_DTYPE)
-    for start in range(0, len(matrix), chunk):
-        copy[start:start + chunk] = torch.tensor(matrix[start:start + chunk])
-    return copy
+_SCAN_THREADS = None
+
+
+def _side_by_side(work: Callable, shards: list, *args) -> list:
+    """work(shard, *args) for every shard, on one thread per shard when there are several."""
+    global _SCAN_THREADS
+    if len(shards) == 1:
+        return [work(shards[0], *args)]
+    if _SCAN_THREADS is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _SCAN_THREADS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="mirage-scan")
+    return list(_SCAN_THREADS.map(lambda shard: work(shard, *args), shards))
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

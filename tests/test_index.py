@@ -2,11 +2,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from mirage_core.corpus import Record
 from mirage_core.errors import IndexMismatchError, MirageError, QueryError
-from mirage_core.index import Index, load_index, save_index, top_k
+from mirage_core.index import Index, Int8Scan, load_index, save_index, top_k
 
 
 def _index(n=50, dim=8, seed=0, fingerprint="abc"):
@@ -40,19 +39,19 @@ def _brute_force(index, vector, k, bias):
     return list(np.argsort(-scores, kind="stable")[:k])
 
 
-def test_half_precision_scan_still_ranks_exactly():
-    """The bfloat16 scan only preselects: the ranking is float32's, even for rows closer than bfloat16 can tell."""
+def test_int8_scan_still_ranks_exactly():
+    """The int8 scan only preselects: the ranking is float32's, even for rows closer than int8 can tell."""
     rng = np.random.default_rng(3)
     rows = rng.standard_normal((5000, 64)).astype(np.float32)
     query = rows[0] / np.linalg.norm(rows[0])
-    # 40 rows a hair apart around the query: they differ in float32, collide in bfloat16
+    # 40 rows a hair apart around the query: they differ in float32, collide in int8
     rows[1:41] = query + rng.standard_normal((40, 64)).astype(np.float32) * 2e-4
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     bias = (rng.random((2, 5000)) * 1e-4).astype(np.float32)
     records = [Record(id=str(i), image_path="", caption="") for i in range(5000)]
     index = Index(rows, rows, records, {"fingerprint": "f"}, bias=bias)
-    scanned = torch.mv(torch.tensor(rows[:41]).bfloat16(), torch.tensor(query).bfloat16()).float()
-    assert len(set(scanned.tolist())) < 41  # the scan alone could not order them
+    scan = index.backend.scans["images"]
+    assert np.ptp(rows[:41] @ query) < scan.error_bound(query)  # the scan alone could not order them
     for k in (1, 10, 41, 100, 5000, 6000):  # up to the whole index and beyond
         hits = index.search(query, k)
         assert [h.row for h in hits] == _brute_force(index, query, k, bias[0])
@@ -63,6 +62,32 @@ def test_half_precision_scan_still_ranks_exactly():
         assert [h.row for h in index.search(vector, 10)] == _brute_force(index, vector, 10, bias[0])
     with pytest.raises(QueryError, match="infinite or undefined"):
         index.search(np.full(64, np.nan, dtype=np.float32), 10)
+
+
+@pytest.mark.parametrize("first_pass", [128, 2])  # 2: the bound reaches past the first pass, a range search follows
+def test_int8_scan_in_shards_with_filters_matches_brute_force(monkeypatch, first_pass):
+    """Shards scanned side by side, each with its part of a filter, give the exact scan's answer, whatever
+    the bias (large here: it reorders the cosines) and wherever the k best fall."""
+    monkeypatch.setattr(Int8Scan, "SHARD_ROWS", 300)
+    monkeypatch.setattr(Int8Scan, "FIRST_PASS", first_pass)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((20, 32)).astype(np.float32)
+    rows = centres[rng.integers(0, 20, 1500)] + 0.05 * rng.standard_normal((1500, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    bias = (rng.random((2, 1500)) * 0.9).astype(np.float32)
+    modalities = ["ct", "mri", "x-ray"]
+    records = [Record(id=str(i), image_path="", caption="", modality=modalities[i % 3]) for i in range(1500)]
+    index = Index(rows, rows, records, {"fingerprint": "f"}, bias=bias)
+    assert len(index.backend.scans["images"].shards) == 3
+    for trial in range(20):
+        vector = centres[trial % 20] + 0.1 * rng.standard_normal(32).astype(np.float32)
+        for k in (1, 10, 60):
+            assert [h.row for h in index.search(vector, k)] == _brute_force(index, vector, k, bias[0])
+            hits = index.search(vector, k, modalities=["mri"], exclude=[1, 4])
+            allowed = np.array([r.modality == "mri" for r in records]) & ~np.isin(np.arange(1500), [1, 4])
+            scores = np.where(allowed, rows.astype(np.float64) @ vector - bias[0], -np.inf)
+            assert [h.row for h in hits] == list(np.argsort(-scores, kind="stable")[:k])
 
 
 def test_round_trip_and_read_only(tmp_path):
