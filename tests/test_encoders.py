@@ -108,3 +108,19 @@ def test_query_heads_in_numpy_compute_what_the_torch_heads_do(lite_encoder):
         np.testing.assert_allclose(fast, lite_encoder.encode_query(queries), atol=1e-5)
     finally:
         lite_encoder.query_heads = heads
+
+
+def test_one_query_is_tokenised_and_embedded_as_a_batch_would_be(lite_encoder):
+    """A single query takes the short path (a copy of the Rust tokenizer, float32 heads); it must give the
+    wrapper's tokens, truncation included, and their features, in float32 (a float64 query made every product
+    with the float32 bank convert the bank first)."""
+    backbone = lite_encoder.text_backbone
+    for text in ["chest x-ray pneumothorax", "CT, axial; contrast-enhanced — liver", "word " * 400]:
+        wrapped = backbone.tokenizer([text], truncation=True, max_length=backbone.max_tokens)["input_ids"][0]
+        assert backbone.query_tokenizer.encode(text).ids == wrapped
+        batch = backbone.tokenizer([text], truncation=True, max_length=backbone.max_tokens, return_tensors="np")
+        features = backbone.query_session.run(None, {"input_ids": batch["input_ids"],
+                                                     "attention_mask": batch["attention_mask"]})[0]
+        np.testing.assert_array_equal(backbone([text], query=True).numpy(), features)
+    assert lite_encoder.encode_query(["MRI of the brain"]).dtype == np.float32
+    assert lite_encoder.query_heads(np.ones((1, backbone.feature_dim), np.float32)).dtype == np.float32
