@@ -122,9 +122,9 @@ def text_dtype(name: str) -> torch.dtype:
 def onnx_session(model_path: str, quantised: bool = False, threads: int | None = None):
     """An ONNX Runtime session of MiniLM. float32 (`text_runtime: onnx`, corpus captions): the features of
     PyTorch's float32, ~4 ms a query instead of ~7 for PyTorch's bfloat16. int8 weights (`query_runtime:
-    onnx-int8`, queries only, two threads): 2.3–3.7 ms; held-out text→image R@10 46.8 against 48.0 before (5 of 417), while
-    int8 captions too would cost 3.6 points image→text, so captions stay float32. Exported once per model and
-    library versions into the MIRAGE home's `onnx/` folder, by a process of its own (`onnx_export`)."""
+    onnx-int8`, queries only, two threads): 2.3–3.7 ms; held-out text→image R@10 46.8 against 48.0 before
+    (5 of 417), while int8 captions too would cost 3.6 points image→text, so captions stay float32. Exported
+    once per model and library versions into the MIRAGE home's `onnx/` folder, by a process of its own."""
     import hashlib
     import os
     import subprocess
