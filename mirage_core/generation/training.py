@@ -22,6 +22,7 @@ move the UNet's latent space). Only the training split of `mirage_core.splits` i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -111,7 +112,11 @@ class _Checkpoint:
 
 
 def _autocast(device: torch.device):
-    # bfloat16 autocast: ~25 % faster steps on AVX-512 CPUs, the usual mixed precision on GPUs
+    """bfloat16 autocast where the hardware computes in it: ~25 % faster steps on AVX-512 CPUs, the usual mixed
+    precision on GPUs. A CPU without AVX-512 emulates bfloat16, which made a UNet step 15× slower (8.1 s
+    against 0.56 s in float32 on 2 AVX2 cores), so there training stays in float32."""
+    if device.type == "cpu" and "AVX512" not in torch.backends.cpu.get_cpu_capability():
+        return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
