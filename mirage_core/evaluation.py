@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .corpus import Corpus, Record
+from .errors import MirageError
 from .index import build_index
 from .splits import is_heldout, split_records
 
@@ -48,9 +49,14 @@ def recall_metrics(
 
 
 def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) -> dict:
-    """Embed a corpus with `encoder` (never training on it) and measure recall among all its pairs."""
+    """Embed a corpus with `encoder` (never training on it) and measure recall among all its pairs. The held-out
+    split leaves out the records the encoder was trained on (weights trained on everything saw them all)."""
     if heldout_only:
-        corpus = Corpus(corpus.name, split_records(corpus.records)[1], corpus.skipped)
+        unseen = [r for r in split_records(corpus.records)[1] if r.id not in encoder.training_ids]
+        if not unseen:
+            raise MirageError(f"encoder '{encoder.name}' was trained on every held-out pair of this corpus, so no "
+                              "figure measured on it would be honest: evaluate on data it never saw")
+        corpus = Corpus(corpus.name, unseen, corpus.skipped)
     index = build_index(corpus, encoder, progress=progress)
     metrics = recall_metrics(index.images, index.captions, index.image_bias, index.caption_bias)
     # text→image as a user searches: each caption through the encoder's query path (see Encoder.encode_query)
@@ -58,6 +64,7 @@ def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) 
     metrics["t2i"] = _summary(_ranks(queries, index.images, index.image_bias))
     metrics["encoder"] = encoder.name
     metrics["skipped"] = index.manifest["skipped"]
+    metrics["seen_in_training"] = sum(record.id in encoder.training_ids for record in index.records)
     return metrics
 
 
@@ -68,11 +75,12 @@ class Failure:
     found_instead: Record  # what came first
 
 
-def heldout_report(index, worst: int = 3, limit: int = 500) -> dict:
+def heldout_report(index, worst: int = 3, limit: int = 500, seen: frozenset[str] = frozenset()) -> dict:
     """What the model can and cannot do on this index: recall of its held-out pairs (the articles training
-    never saw; up to `limit` of them) among all its images, and the held-out captions that ranked their own
-    image worst."""
-    rows = np.array([i for i, record in enumerate(index.records) if is_heldout(record)], dtype=np.int64)
+    never saw, so neither split nor the `seen` training ids; up to `limit` of them) among all its images, and
+    the held-out captions that ranked their own image worst."""
+    rows = np.array([i for i, record in enumerate(index.records) if is_heldout(record) and record.id not in seen],
+                    dtype=np.int64)
     rows = rows[:: max(1, len(rows) // limit)][:limit]
     if not len(rows):
         return {"n": 0, "candidates": len(index), "t2i": {}, "i2t": {}, "failures": []}

@@ -49,7 +49,7 @@ with right:
     st.caption("Licences: " + ", ".join(f"{name} {n:,}" for name, n in licences.most_common()))
 
 st.subheader("What the model can and cannot do")
-report = heldout_report(index)
+report = heldout_report(index, seen=encoder.training_ids)
 if report["n"]:
     t2i, i2t = report["t2i"], report["i2t"]
     st.markdown(
@@ -69,6 +69,11 @@ if report["n"]:
                 st.caption("What came first instead")
                 show_record_image(index, failure.found_instead.id, width=220)
             st.markdown(f"“{inert(failure.record.caption, limit=300)}”")
+elif any(record.id in encoder.training_ids for record in index.records):
+    st.markdown(
+        "The encoder was trained on every image–caption pair of this corpus, so no figure measured here would "
+        "show how it does on new cases: its model card in `assets/` gives the figures measured on pairs its "
+        "recipe never trained on. Treat results as suggestions to check, not answers.")
 else:
     st.caption("This corpus has no held-out articles to measure on.")
 

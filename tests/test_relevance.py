@@ -3,6 +3,7 @@ use the same verdict, and results show the score they are ranked by."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -84,3 +85,28 @@ def test_the_heldout_report_ranks_each_caption_against_every_image():
     assert all(f.rank > 1 and f.found_instead.id != f.record.id for f in report["failures"])
     exact = heldout_report(Index(rows, rows, records, {}))
     assert exact["t2i"]["R@1"] == 100.0 and exact["i2t"]["R@1"] == 100.0
+
+
+def test_records_the_encoder_trained_on_never_count_as_held_out(demo_corpus, lite_encoder):
+    """Weights trained on every pair (as the shipped ones are) have no held-out pairs on that data: the home
+    page's report leaves them out, and `mirage eval --heldout` refuses rather than report a flattering figure."""
+    from mirage_core.corpus import Corpus
+    from mirage_core.errors import MirageError
+    from mirage_core.evaluation import evaluate_corpus, heldout_report
+    from mirage_core.splits import is_heldout
+
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((300, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    records = [Record(id=f"r{i}", image_path="", caption=f"c{i}", pmc_id=f"PMC{i}") for i in range(300)]
+    heldout = [r.id for r in records if is_heldout(r)]
+    index = Index(rows, rows, records, {})
+    assert heldout_report(index, seen=frozenset(heldout[:5]))["n"] == len(heldout) - 5
+    assert heldout_report(index, seen=frozenset(r.id for r in records))["n"] == 0
+
+    assert {r.id for r in demo_corpus.records} <= lite_encoder.training_ids  # the shipped weights saw the demo slice
+    with pytest.raises(MirageError, match="trained on every held-out pair"):
+        evaluate_corpus(demo_corpus, lite_encoder, heldout_only=True)
+    unseen = Corpus("renamed", [dataclasses.replace(r, id=f"new-{r.id}") for r in demo_corpus.records[:12]], {})
+    metrics = evaluate_corpus(unseen, lite_encoder)
+    assert metrics["seen_in_training"] == 0 and metrics["n"] == 12

@@ -23,6 +23,7 @@ class Encoder(ABC):
 
     `fingerprint` identifies the exact weights, so an index can refuse to be searched by another model.
     `reference_bank`, when the encoder ships one, lets the index correct for hubness (see `index.py`).
+    `training_ids`: the records it was trained on, which no held-out figure may count as unseen.
     `preprocess` turns a PIL image into the tensor `encode_pixels` expects; index building runs it in
     loader workers, everything else calls `encode_image`.
     """
@@ -31,6 +32,7 @@ class Encoder(ABC):
     dim: int
     fingerprint: str
     reference_bank: dict[str, np.ndarray] | None = None  # training embeddings {"images", "captions"}
+    training_ids: frozenset[str] = frozenset()
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> torch.Tensor: ...

@@ -33,6 +33,7 @@ from .base import Encoder, fingerprint_of, normalise_rows
 
 DEFAULT_WEIGHTS = shipped("lite-encoder") / "heads.safetensors"
 CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
+TRAINING_IDS = "training_ids.txt"  # the ids of the records the heads were trained on, one a line
 RUNTIME_KEYS = ("text_runtime", "query_runtime")  # how the text tower runs, not what it computes
 
 
@@ -312,6 +313,9 @@ class LiteEncoder(Encoder):
         files = [weights, bank_file] if bank_file.exists() else [weights]
         if bank_file.exists():
             self.reference_bank = {k: v.float().numpy() for k, v in load_file(str(bank_file)).items()}
+        ids_file = weights.with_name(TRAINING_IDS)
+        if ids_file.exists():
+            self.training_ids = frozenset(ids_file.read_text(encoding="utf-8").split())
         self.fingerprint = fingerprint_of(self.name, self.config, files)
         # The joint space itself, whatever runtime computes it: what a generator conditioned on it checks
         # (an index checks `fingerprint`, as the runtime moves its numbers a little)
