@@ -167,7 +167,6 @@ class TrainSettings:
     weight_decay: float = 0.05
     own_weight: float = 1.0
     seed: int = 0
-    hard_batches: bool = False  # batches made of groups of similar captions (harder in-batch negatives)
 
 
 def fit_heads(
@@ -210,9 +209,8 @@ def _fit_member(
         optimiser, [settings.lr, settings.lr], total_steps=total_steps, pct_start=max(0.1, 2 / total_steps)
     )
     heads.train()
-    clusters = _caption_clusters(text, max(2, 4 * n // batch_size), settings.seed) if settings.hard_batches else None
     for _ in range(total_steps // steps_per_epoch):
-        order = generator.permutation(n) if clusters is None else _grouped_order(clusters, batch_size // 4, generator)
+        order = generator.permutation(n)
         for step in range(steps_per_epoch):
             index = order[step * batch_size : (step + 1) * batch_size]
             rows = torch.from_numpy(index)
@@ -332,22 +330,6 @@ def train_lite(
         report["heldout"] = _heldout_metrics(heads, train, heldout, config)
     write_json(out_dir / "training.json", report)
     return report
-
-
-def _caption_clusters(text: torch.Tensor, count: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
-
-    features = F.normalize(text[:, 0], dim=-1).numpy()
-    return KMeans(count, n_init=1, random_state=seed).fit_predict(features)
-
-
-def _grouped_order(clusters: np.ndarray, group: int, generator: np.random.Generator) -> np.ndarray:
-    """An epoch's order in which consecutive groups of `group` rows come from one cluster each, the groups
-    shuffled: a batch of four groups holds four sets of look-alike pairs, each the others' hard negatives."""
-    rows = np.concatenate([generator.permutation(np.flatnonzero(clusters == c))
-                           for c in generator.permutation(clusters.max() + 1)])
-    groups = [rows[i:i + group] for i in range(0, len(rows), group)]
-    return np.concatenate([groups[i] for i in generator.permutation(len(groups))])
 
 
 def cross_validate(train: FeatureCache, train_records: Sequence[Record], config: dict, settings: TrainSettings,

@@ -53,6 +53,16 @@ def test_train_encoder_cli_reports_heldout(demo_corpus, tmp_path, capsys):
     assert len(report["cv"]["t2i_R@10"]["per_fold"]) == 3 and 0 <= report["cv"]["i2t_R@10"]["mean"] <= 100
     assert 0 < report["heldout_pairs"] < 60 and report["train_pairs"] + report["heldout_pairs"] == 150
     assert set(report["heldout"]["t2i"]) == {"R@1", "R@5", "R@10", "median_rank"}
+    # the ids it trained on ship beside the weights, so no later held-out figure counts them as unseen
+    from mirage_core.encoders import create_encoder
+
+    trained = create_encoder(f"lite:{tmp_path / 'w' / 'heads.safetensors'}")
+    from mirage_core.corpus import load_corpus
+    from mirage_core.splits import split_records
+
+    train_part, heldout_part = split_records(load_corpus(csv_path).records)
+    assert trained.training_ids == {r.id for r in train_part} and len(trained.training_ids) == report["train_pairs"]
+    assert not trained.training_ids & {r.id for r in heldout_part}
 
 
 def test_fine_tune_tiny_open_clip(tiny_open_clip_dir, demo_slice, tmp_path):
