@@ -79,11 +79,12 @@ def heldout_report(index, worst: int = 3, limit: int = 500, seen: frozenset[str]
     """What the model can and cannot do on this index: recall of its held-out pairs (the articles training
     never saw, so neither split nor the `seen` training ids; up to `limit` of them) among all its images, and
     the held-out captions that ranked their own image worst."""
-    rows = np.array([i for i, record in enumerate(index.records) if is_heldout(record) and record.id not in seen],
-                    dtype=np.int64)
+    heldout = [i for i, record in enumerate(index.records) if is_heldout(record)]
+    rows = np.array([i for i in heldout if index.records[i].id not in seen], dtype=np.int64)
+    trained_on = len(heldout) - len(rows)  # held-out pairs these weights were trained on after all
     rows = rows[:: max(1, len(rows) // limit)][:limit]
     if not len(rows):
-        return {"n": 0, "candidates": len(index), "t2i": {}, "i2t": {}, "failures": []}
+        return {"n": 0, "candidates": len(index), "t2i": {}, "i2t": {}, "failures": [], "trained_on": trained_on}
     scores = index.captions[rows] @ index.images.T - index.image_bias[None, :]
     ranks = (scores > scores[np.arange(len(rows)), rows][:, None]).sum(axis=1) + 1
     image_scores = index.images[rows] @ index.captions.T - index.caption_bias[None, :]
@@ -91,4 +92,4 @@ def heldout_report(index, worst: int = 3, limit: int = 500, seen: frozenset[str]
     failures = [Failure(index.records[rows[i]], int(ranks[i]), index.records[int(np.argmax(scores[i]))])
                 for i in np.argsort(-ranks, kind="stable")[:worst]]
     return {"n": len(rows), "candidates": len(index), "t2i": _summary(ranks), "i2t": _summary(image_ranks),
-            "failures": failures}
+            "failures": failures, "trained_on": trained_on}

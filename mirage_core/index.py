@@ -275,19 +275,18 @@ class Int8Scan:
         return index.range_search(query, threshold - 1e-3, params=params[0])[2]
 
 
-_SCAN_THREADS = None
+@functools.cache
+def _scan_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="mirage-scan")
 
 
 def _side_by_side(work: Callable, shards: list, *args) -> list:
     """work(shard, *args) for every shard, on one thread per shard when there are several."""
-    global _SCAN_THREADS
     if len(shards) == 1:
         return [work(shards[0], *args)]
-    if _SCAN_THREADS is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _SCAN_THREADS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="mirage-scan")
-    return list(_SCAN_THREADS.map(lambda shard: work(shard, *args), shards))
+    return list(_scan_threads().map(lambda shard: work(shard, *args), shards))
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -69,7 +69,7 @@ if report["n"]:
                 st.caption("What came first instead")
                 show_record_image(index, failure.found_instead.id, width=220)
             st.markdown(f"“{inert(failure.record.caption, limit=300)}”")
-elif any(record.id in encoder.training_ids for record in index.records):
+elif report["trained_on"]:
     st.markdown(
         "The encoder was trained on every image–caption pair of this corpus, so no figure measured here would "
         "show how it does on new cases: its model card in `assets/` gives the figures measured on pairs its "

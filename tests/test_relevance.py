@@ -102,6 +102,7 @@ def test_records_the_encoder_trained_on_never_count_as_held_out(demo_corpus, lit
     heldout = [r.id for r in records if is_heldout(r)]
     index = Index(rows, rows, records, {})
     assert heldout_report(index, seen=frozenset(heldout[:5]))["n"] == len(heldout) - 5
+    assert heldout_report(index, seen=frozenset(heldout[:5]))["trained_on"] == 5
     assert heldout_report(index, seen=frozenset(r.id for r in records))["n"] == 0
 
     assert {r.id for r in demo_corpus.records} <= lite_encoder.training_ids  # the shipped weights saw the demo slice
