@@ -123,7 +123,13 @@ def tiny_llm_dir(tmp_path_factory):
     config = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                          pad_token_id=1, eos_token_id=2, bos_token_id=2)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # greedy decoding never ends on a special token: they score 0, and a word pair w, -w
+        head = model.lm_head.weight  # always holds a word scoring >= 0, so every reply has text
+        head[:3] = 0
+        for word in range(3, len(words) - 1, 2):
+            head[word + 1] = -head[word]
+    model.save_pretrained(folder)
     return folder
 
 
