@@ -123,7 +123,7 @@ def text_dtype(name: str) -> torch.dtype:
 def onnx_session(model_path: str, quantised: bool = False, threads: int | None = None):
     """An ONNX Runtime session of MiniLM. float32 (`text_runtime: onnx`, corpus captions): the features of
     PyTorch's float32, ~4 ms a query instead of ~7 for PyTorch's bfloat16. int8 weights (`query_runtime:
-    onnx-int8`, queries only, two threads): 2.3–3.7 ms; held-out text→image R@10 46.8 against 48.0 before
+    onnx-int8`, queries only, one thread): ~1–3.7 ms by CPU; held-out text→image R@10 46.8 against 48.0 before
     (5 of 417), while int8 captions too would cost 3.6 points image→text, so captions stay float32. Exported
     once per model and library versions into the MIRAGE home's `onnx/` folder, by a process of its own."""
     import hashlib
@@ -186,8 +186,9 @@ class TextBackbone(nn.Module):
         if "torch" in (text, query):
             self.model = AutoModel.from_pretrained(path, dtype=self.dtype).eval().requires_grad_(False)
         self.session = onnx_session(path, text == "onnx-int8") if text != "torch" else None
-        # a ~10-token query gains from a second thread (4.6 → 3.7 ms on 2 cores), not from a whole pool
-        self.query_session = (onnx_session(path, query == "onnx-int8", threads=2)
+        # one thread: a ~10-token query is ~200 small operators, and waking a second thread for each cost more
+        # than it saved (whole query path, interleaved: p50 4.0 ms against 4.2–4.4 with two, AVX-512 2 cores)
+        self.query_session = (onnx_session(path, query == "onnx-int8", threads=1)
                               if query != "torch" else self.session)
         # one query skips the wrapper's per-call set-up (0.15 → 0.03 ms) on a copy of its Rust tokenizer,
         # configured here once and never changed after, so that every session can share it
@@ -254,27 +255,36 @@ _FLOAT32_SQRT_HALF = np.float32(np.sqrt(0.5))
 
 
 class QueryTextHeads:
-    """The text heads in NumPy, for one query at a time: the same arithmetic as `LiteHeads.embed_text` in eval
-    mode (LayerNorm, Linear, exact GELU, Linear; members normalised and joined), without PyTorch's per-module
-    dispatch, which cost a query ~0.5 ms of its ~5."""
+    """The text heads in NumPy, for one query at a time: the arithmetic of `LiteHeads.embed_text` in eval mode
+    (LayerNorm, Linear, exact GELU, Linear; members normalised and joined) without PyTorch's per-module
+    dispatch, which cost a query ~0.5 ms of its ~5. Each member's LayerNorm scale and shift are folded into its
+    first Linear, and the members' first Linears are stacked, so a query makes one pass over those weights."""
 
     def __init__(self, heads: LiteHeads):
-        self.members = []
+        def array(tensor: torch.Tensor) -> np.ndarray:
+            return tensor.detach().double().numpy()
+
+        firsts, first_biases, self.seconds = [], [], []
         for member in heads.text:
             norm, first, second = member[0], member[2], member[5]
-            self.members.append(tuple(np.ascontiguousarray(t.detach().float().numpy()) for t in (
-                norm.weight, norm.bias, first.weight.T, first.bias, second.weight.T, second.bias)) + (norm.eps,))
+            weight = array(first.weight).T  # [in, hidden]
+            firsts.append(array(norm.weight)[:, None] * weight)
+            first_biases.append(array(norm.bias) @ weight + array(first.bias))
+            self.seconds.append((np.ascontiguousarray(array(second.weight).T, dtype=np.float32),
+                                 array(second.bias).astype(np.float32)))
+            self.eps = norm.eps
+        self.first = np.ascontiguousarray(np.concatenate(firsts, axis=1), dtype=np.float32)
+        self.first_bias = np.concatenate(first_biases).astype(np.float32)
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         from scipy.special import erf
 
-        outputs = []
-        for scale, shift, first, first_bias, second, second_bias, eps in self.members:
-            centred = features - features.mean(-1, keepdims=True)
-            normed = centred / np.sqrt((centred**2).mean(-1, keepdims=True) + eps) * scale + shift
-            hidden = normed @ first + first_bias
-            hidden = 0.5 * hidden * (1.0 + erf(hidden * _FLOAT32_SQRT_HALF))
-            outputs.append(normalise_rows(hidden @ second + second_bias))
+        centred = features - features.mean(-1, keepdims=True)
+        hidden = (centred / np.sqrt((centred**2).mean(-1, keepdims=True) + self.eps)) @ self.first + self.first_bias
+        hidden = 0.5 * hidden * (1.0 + erf(hidden * _FLOAT32_SQRT_HALF))
+        width = hidden.shape[-1] // len(self.seconds)
+        outputs = [normalise_rows(hidden[:, i * width:(i + 1) * width] @ second + bias)
+                   for i, (second, bias) in enumerate(self.seconds)]
         return np.concatenate(outputs, axis=-1) / np.float32(np.sqrt(len(outputs)))
 
 
