@@ -38,6 +38,7 @@ from .encoders.base import Encoder
 from .errors import ImageError, IndexMismatchError, MirageError, QueryError
 from .files import atomic_folder, check_writable, recover_folder
 from .images import open_image
+from .runtime import cpu_session
 
 FORMAT_VERSION = 2
 HUB_K = 20
@@ -252,12 +253,9 @@ class Int8Scan:
 
 def _integer_scan_session(transposed: np.ndarray, bias: np.ndarray):
     """An ONNX Runtime session computing float(query_u8 − 64) · rows_s8 · step − bias for one query."""
-    import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
     dim, rows = transposed.shape
-    # The int8 matrix enters as an external initializer, copied once by the runtime, instead of through
-    # protobuf bytes (a second copy, and a 2 GB limit)
     matrix = TensorProto(name="rows", data_type=TensorProto.INT8, dims=[dim, rows], data_location=TensorProto.EXTERNAL)
     for key, value in (("location", "rows"), ("offset", "0"), ("length", str(transposed.nbytes))):
         matrix.external_data.add(key=key, value=value)
@@ -272,14 +270,8 @@ def _integer_scan_session(transposed: np.ndarray, bias: np.ndarray):
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, rows])],
         initializer=[matrix, numpy_helper.from_array(np.array(Int8Scan.QUERY_ZERO, np.uint8), "zero"),
                      numpy_helper.from_array(bias, "bias")])
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    options.log_severity_level = 3
-    options.enable_cpu_mem_arena = False
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads give the cores back
-    options.add_external_initializers(["rows"], [onnxruntime.OrtValue.ortvalue_from_numpy(transposed)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return cpu_session(model.SerializeToString(), external={"rows": transposed})
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

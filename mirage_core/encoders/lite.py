@@ -29,6 +29,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..config import shipped
 from ..errors import MirageError
+from ..runtime import cpu_session
 from .base import Encoder, fingerprint_of, normalise_rows
 
 DEFAULT_WEIGHTS = shipped("lite-encoder") / "heads.safetensors"
@@ -150,14 +151,7 @@ def onnx_session(model_path: str, quantised: bool = False, threads: int | None =
         if done.returncode != 0 or not target.exists():
             reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
             raise MirageError(f"could not prepare the text encoder's ONNX file: {reason}")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = min(threads or os.cpu_count() or 1, os.cpu_count() or 1)
-    options.log_severity_level = 3
-    # no arena: it would keep the peak of the largest caption batch (index build) for the life of the app
-    options.enable_cpu_mem_arena = False
-    # idle threads sleep rather than spin: they would take the cores from the scan that follows a query
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    return cpu_session(str(target), threads)
 
 
 class TextBackbone(nn.Module):
