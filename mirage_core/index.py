@@ -236,19 +236,19 @@ class Int8Scan:
         step = max(float(np.abs(vector).max()), 1e-30) / self.QUERY_LEVELS
         return np.round(vector / step), step
 
-    def error_bound(self, vector: np.ndarray) -> float:
-        levels, step = self._quantised(vector)
+    def error_bound(self, vector: np.ndarray, quantised: tuple[np.ndarray, float] | None = None) -> float:
+        levels, step = quantised or self._quantised(vector)
         rounding = float(np.linalg.norm(levels * step - vector))
         return (float(np.linalg.norm(vector)) * self.row_error + rounding * self.row_norm) * 1.01 + 1e-5
 
     def candidates(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
-        levels, step = self._quantised(vector)
+        levels, step = quantised = self._quantised(vector)
         query = (levels + self.QUERY_ZERO).astype(np.uint8)[None]
         scores = self.session.run(None, {"query": query, "step": np.array([step / self.scale], np.float32)})[0][0]
         if allowed is not None:
             scores[~allowed] = -np.inf
         kth = float(torch.topk(torch.from_numpy(scores), k, sorted=False).values.min())
-        return np.flatnonzero(scores >= kth - 2 * self.error_bound(vector))
+        return np.flatnonzero(scores >= kth - 2 * self.error_bound(vector, quantised))
 
 
 def _integer_scan_session(transposed: np.ndarray, bias: np.ndarray):

@@ -259,6 +259,7 @@ class QueryTextHeads:
             return tensor.detach().double().numpy()
 
         firsts, first_biases, self.seconds = [], [], []
+        self.eps = heads.text[0][0].eps
         for member in heads.text:
             norm, first, second = member[0], member[2], member[5]
             weight = array(first.weight).T  # [in, hidden]
@@ -266,7 +267,6 @@ class QueryTextHeads:
             first_biases.append(array(norm.bias) @ weight + array(first.bias))
             self.seconds.append((np.ascontiguousarray(array(second.weight).T, dtype=np.float32),
                                  array(second.bias).astype(np.float32)))
-            self.eps = norm.eps
         self.first = np.ascontiguousarray(np.concatenate(firsts, axis=1), dtype=np.float32)
         self.first_bias = np.concatenate(first_biases).astype(np.float32)
 
