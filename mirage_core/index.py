@@ -38,7 +38,7 @@ from .encoders.base import Encoder
 from .errors import ImageError, IndexMismatchError, MirageError, QueryError
 from .files import atomic_folder, check_writable, recover_folder
 from .images import open_image
-from .runtime import cpu_session
+from .runtime import cpu_session, external_initializer
 
 FORMAT_VERSION = 2
 HUB_K = 20
@@ -256,9 +256,6 @@ def _integer_scan_session(transposed: np.ndarray, bias: np.ndarray):
     from onnx import TensorProto, helper, numpy_helper
 
     dim, rows = transposed.shape
-    matrix = TensorProto(name="rows", data_type=TensorProto.INT8, dims=[dim, rows], data_location=TensorProto.EXTERNAL)
-    for key, value in (("location", "rows"), ("offset", "0"), ("length", str(transposed.nbytes))):
-        matrix.external_data.add(key=key, value=value)
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["query", "rows", "zero"], ["dots"]),
          helper.make_node("Cast", ["dots"], ["float_dots"], to=TensorProto.FLOAT),
@@ -268,7 +265,8 @@ def _integer_scan_session(transposed: np.ndarray, bias: np.ndarray):
         [helper.make_tensor_value_info("query", TensorProto.UINT8, [1, dim]),
          helper.make_tensor_value_info("step", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, rows])],
-        initializer=[matrix, numpy_helper.from_array(np.array(Int8Scan.QUERY_ZERO, np.uint8), "zero"),
+        initializer=[external_initializer("rows", transposed),
+                     numpy_helper.from_array(np.array(Int8Scan.QUERY_ZERO, np.uint8), "zero"),
                      numpy_helper.from_array(bias, "bias")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return cpu_session(model.SerializeToString(), external={"rows": transposed})

@@ -7,10 +7,22 @@ import os
 import numpy as np
 
 
+def external_initializer(name: str, array: np.ndarray):
+    """A graph initializer that only names `array` (as external data); pass the array to `cpu_session` in
+    `external`. The runtime then copies it once, where serialised bytes would cost a second copy and cap the
+    model at 2 GB."""
+    from onnx import TensorProto, helper
+
+    tensor = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape,
+                         data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", name), ("offset", "0"), ("length", str(array.nbytes))):
+        tensor.external_data.add(key=key, value=value)
+    return tensor
+
+
 def cpu_session(model: str | bytes, threads: int | None = None, external: dict[str, np.ndarray] | None = None):
     """An inference session of `model` (a file path or serialised bytes) on `threads` threads (default and
-    most: one per core). `external` supplies initializers that the model declares as external data: the
-    runtime copies them once, where serialised bytes would cost a second copy and cap the model at 2 GB."""
+    most: one per core), with the arrays of its `external_initializer`s by name in `external`."""
     import onnxruntime
 
     cores = os.cpu_count() or 1

@@ -180,7 +180,7 @@ class TextBackbone(nn.Module):
         if "torch" in (text, query):
             self.model = AutoModel.from_pretrained(path, dtype=self.dtype).eval().requires_grad_(False)
         self.session = onnx_session(path, text == "onnx-int8") if text != "torch" else None
-        # one thread: a ~10-token query is ~200 small operators, and waking a second thread for each cost more
+        # one thread: a ~10-token query is ~330 small operators, and waking a second thread for each cost more
         # than it saved (whole query path, interleaved: p50 4.0 ms against 4.2–4.4 with two, AVX-512 2 cores)
         self.query_session = (onnx_session(path, query == "onnx-int8", threads=1)
                               if query != "torch" else self.session)
