@@ -120,10 +120,12 @@ def bench_search(n: int = 65536, repeats: int = 50, backend: str = "exact", enco
 
 def _brute_force_top_10(rows: np.ndarray, vector: np.ndarray) -> set[int]:
     """The true top 10 by float64 cosine, a chunk at a time (a float64 copy of 10⁶ rows would take 2 GB)."""
+    from ..index import top_k
+
     query = np.asarray(vector, dtype=np.float64).reshape(-1)
     scores = np.concatenate([rows[start : start + 65536].astype(np.float64) @ query
                              for start in range(0, len(rows), 65536)])
-    return {int(row) for row in np.argpartition(-scores, 9)[:10]}
+    return set(top_k(scores, 10).tolist())
 
 
 def _original_path(n: int):
