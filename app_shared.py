@@ -16,15 +16,17 @@ import streamlit as st
 from mirage_core.bundle import bundle_folder
 from mirage_core.config import load_settings
 from mirage_core.corpus import Record
-from mirage_core.display import inert, link
+from mirage_core.display import highlighted, inert, link
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.generation import ImageGenerator, create_generator
-from mirage_core.images import open_image
-from mirage_core.index import Hit, Index, index_exists, open_configured_index
+from mirage_core.images import open_image, square
+from mirage_core.index import Hit, Index, index_exists
 from mirage_core.llm import ChatEndpoint, LanguageModel, llm_for
 from mirage_core.projection import Projection, fit_projection, place_labels
 from mirage_core.quiz import ProgressStore
+from mirage_core.search import why
+from mirage_core.startup import open_configured_index
 
 DISCLAIMER = "For education only — not for diagnosis."
 PAGES = [  # (script, title, icon): the navigation, drawn by `frame` on every page
@@ -36,8 +38,9 @@ PAGES = [  # (script, title, icon): the navigation, drawn by `frame` on every pa
     ("pages/reports.py", "Reports", ":material/description:"),
 ]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
-SCORE_NOTE = ("Ranked by score: the cosine similarity, less a correction for 'hub' images that resemble every query, "
-              "plus a bonus where the caption names the finding the query asks for (marked 'names the finding').")
+SCORE_NOTE = ("Text search combines three channels — the image match (the joint image–text space), the caption's "
+              "meaning and the caption's words — and ranks by how high they place a case together: the match (0–100) is "
+              "that combined rank against the best possible. Caption words that match your query are in bold.")
 
 
 @st.cache_resource(show_spinner="Loading the encoder…")
@@ -170,13 +173,12 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
         with grid[rank % columns]:
             with st.container(border=True):
                 try:
-                    st.image(open_image(hit.record.image_path), width="stretch")
+                    st.image(square(open_image(hit.record.image_path)), width="stretch")
                 except MirageError:
                     st.warning("image unavailable")
-                named = " · names the finding" if hit.finding_bonus > 0 else ""
-                st.caption(f"**{rank + 1}.** score {hit.ranking:.3f} · {inert(hit.record.modality)} · "
-                           f"{inert(hit.record.id)}{named}")
-                st.markdown(inert(hit.record.caption, limit=220))
+                st.caption(f"**{rank + 1}.** {inert(why(hit))} · {inert(hit.record.modality)} · "
+                           f"{inert(hit.record.id)}")
+                st.markdown(highlighted(hit.record.caption, hit.matched, limit=220))
                 st.markdown(source_line(hit.record))
                 if more_like_this and st.button("More like this", key=f"{key}-more-{hit.record.id}"):
                     st.session_state["similar_to"] = hit.record.id

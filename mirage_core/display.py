@@ -42,3 +42,31 @@ def link(label: object, url: str) -> str:
     if not url or not _SAFE_URL.fullmatch(url):
         return inert(label)
     return f"[{inert(label)}]({url})"
+
+
+def highlighted(text: object, matched: tuple[str, ...] | list[str] = (), limit: int | None = None) -> str:
+    """`text` made inert (see `inert`) with each of the `matched` words, wherever it stands as a whole word, in
+    bold: the emphasis is MIRAGE's own markup around escaped text, so the text itself still renders literally."""
+    plain = _SPACE.sub(" ", str(text)).strip()
+    if limit is not None and len(plain) > limit:
+        plain = plain[: max(limit - 1, 0)].rstrip() + "…"
+    wanted = sorted({w for w in matched if w.strip()}, key=len, reverse=True)
+    if not wanted:
+        return inert(plain)
+    pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(w) for w in wanted) + r")(?![A-Za-z0-9])")
+    parts, last = [], 0
+    for match in pattern.finditer(plain):
+        parts.append(_escape(plain[last:match.start()]))
+        parts.append(f"**{_escape(match.group(0))}**")
+        last = match.end()
+    parts.append(_escape(plain[last:]))
+    escaped = "".join(parts)
+    if parts[0] and (block := _BLOCK_START.match(parts[0])):  # as in `inert`: no list or quote may open
+        cut = block.end() if block.group(0)[0].isdigit() else 0
+        escaped = escaped[:cut] + "\\" + escaped[cut:]
+    return escaped
+
+
+def _escape(fragment: str) -> str:
+    """Markup characters of a fragment escaped (no block check: a fragment never starts a line)."""
+    return _MARKUP.sub(lambda match: "\\" + match.group(0), fragment)

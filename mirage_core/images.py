@@ -169,3 +169,12 @@ def _dicom_window(dataset, pixels: np.ndarray) -> tuple[float, float]:
         return centre - width / 2, centre + width / 2
     low, high = np.percentile(pixels, [1, 99])
     return float(low), float(high)
+
+
+def square(image: Image.Image, size: int = 384, background: int = 0) -> Image.Image:
+    """The image shrunk to fit a `size`-pixel square and letterboxed on black, so a grid of results has cards of
+    one height whatever each figure's shape (nothing is cropped: a finding may sit at the edge)."""
+    fitted = ImageOps.contain(image.convert("RGB"), (size, size))
+    canvas = Image.new("RGB", (size, size), (background,) * 3)
+    canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
+    return canvas

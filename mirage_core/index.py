@@ -1,13 +1,14 @@
 """The embedding index: an artifact on disk that the CLI builds and the app only loads.
 
 An index folder holds `images.npy` and `captions.npy` (float32 [N, D], L2-normalised rows: each record's
-image and caption embeddings), `bias.npy` (float32 [2, N], hubness corrections, see `hubness`),
-`records.jsonl` (one `Record` a line) and `manifest.json` (encoder name and
-fingerprint, dimension, count, corpus, date, what was skipped). It is written to a temporary folder and
-renamed into place, so a crash never leaves half an index. Loading checks the manifest against the encoder
-that will query it. Search is exact, in two passes: a scan of an int8 copy of the matrix (a quarter of the
-memory traffic of float32, which is what a matrix–vector product over a large index waits on) finds every
-row that could be in the top k, then those few rows are scored again in float32 and ranked (see `Index.search`).
+image and caption embeddings in the joint space), `sentences.npy` (float32 [N, S]: each caption's meaning
+vector from the encoder's sentence model, which the hybrid text search compares with the query's — see
+`search`), `bias.npy` (float32 [2, N], hubness corrections, see `hubness`), `records.jsonl` (one `Record` a
+line) and `manifest.json` (encoder name and fingerprint, dimensions, count, corpus, date, what was skipped).
+It is written to a temporary folder and renamed into place, so a crash never leaves half an index. Loading
+checks the format and the manifest against the encoder that will query it. Where candidate rows come from is
+the index's `backend` (`backends`: an exact int8 scan by default, FAISS or pgvector); `Index.search` ranks
+them exactly in float32 whatever found them.
 
 Hubness: in a small joint space a few images sit close to every caption and crowd every result list. Each
 row therefore carries a bias, its mean similarity to its `HUB_K` nearest neighbours in the encoder's
@@ -18,10 +19,10 @@ Reported scores stay plain cosines.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,29 +33,36 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .backends import Backend, ExactScan, top_k
 from .concepts import concept_names
 from .corpus import Corpus, Record
 from .encoders.base import Encoder
 from .errors import ImageError, IndexMismatchError, MirageError, QueryError
-from .files import atomic_folder, check_writable, recover_folder
+from .files import atomic_folder, recover_folder
 from .images import open_image
-from .runtime import cpu_session, external_initializer
+from .text import words
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the captions' meaning vectors (sentences.npy) for hybrid text search
 HUB_K = 20
 CAPTION_CHUNK = 512
 SEARCH_METHOD = "int8 scan with an exact error bound, float32 ranking of the rows that can reach the top k"
 Progress = Callable[[int, int], None]
-WORD = re.compile(r"[a-z][a-z-]{2,}")
+
+
+class IndexFormatError(MirageError):
+    """An index written by another release of MIRAGE, in a layout this one does not read."""
 
 
 @dataclass(frozen=True)
 class Hit:
     record: Record
-    score: float  # the cosine similarity
+    score: float  # the cosine similarity in the joint space
     row: int
-    ranking: float = 0.0  # what results are ranked by and show: the cosine corrected for the row's hubness
-    finding_bonus: float = 0.0  # the part of `ranking` that the finding channel added (see `findings`)
+    ranking: float = 0.0  # the cosine corrected for the row's hubness: what dense search ranks by
+    match: float | None = None  # hybrid text search: 0–100, how high the channels together placed it
+    channels: tuple[str, ...] = ()  # hybrid text search: the channels that found it ("image", "meaning", "words")
+    matched: tuple[str, ...] = ()  # hybrid text search: the caption's words that match the query's
+    meaning: float | None = None  # hybrid text search: cosine of the query's and the caption's meaning vectors
 
 
 class Index:
@@ -62,13 +70,15 @@ class Index:
 
     def __init__(
         self, images: np.ndarray, captions: np.ndarray, records: Sequence[Record], manifest: dict,
-        bias: np.ndarray | None = None,
+        bias: np.ndarray | None = None, sentences: np.ndarray | None = None, backend: Backend | None = None,
     ):
         bias = np.zeros((2, len(images)), dtype=np.float32) if bias is None else bias
         if (images.ndim != 2 or images.shape != captions.shape or len(images) != len(records)
-                or bias.shape != (2, len(images))):
+                or bias.shape != (2, len(images))
+                or (sentences is not None and (sentences.ndim != 2 or len(sentences) != len(images)))):
             raise MirageError("index parts disagree in size: rebuild it with `mirage build-index`")
-        if not (np.isfinite(images).all() and np.isfinite(captions).all() and np.isfinite(bias).all()):
+        parts = [images, captions, bias] + ([sentences] if sentences is not None else [])
+        if not all(np.isfinite(part).all() for part in parts):
             raise MirageError("the index holds values that are not finite (NaN or ∞): rebuild it with "
                               "`mirage build-index`")
         if len({r.id for r in records}) != len(records):
@@ -77,12 +87,14 @@ class Index:
         self.captions = _read_only(captions)
         self.bias = _read_only(bias)
         self.image_bias, self.caption_bias = self.bias
+        self.sentences = None if sentences is None else _read_only(sentences)
         self.records = list(records)
         self.manifest = manifest
         self.modalities = np.array([r.modality for r in self.records])
         self.licences = np.array([r.licence for r in self.records])
         self._rows = {r.id: i for i, r in enumerate(self.records)}
-        self.backend = ExactScan(self)  # where candidate rows are found; see `backends` for FAISS and pgvector
+        # where candidate rows are found: an exact scan unless the index was opened with another (`startup`)
+        self.backend: Backend = backend or ExactScan({target: self.matrix(target) for target in self.targets})
         # The ranking subtracts each row's bias less the typical one: the same order as subtracting the bias,
         # on the scale of a cosine (so a shown score reads like a similarity, not a negative number)
         self.typical_bias = {"images": float(np.median(self.image_bias)) if len(self) else 0.0,
@@ -98,24 +110,37 @@ class Index:
     def __contains__(self, record_id: str) -> bool:
         return record_id in self._rows
 
-    @functools.cached_property
-    def postings(self) -> dict[str, np.ndarray]:
-        """Each word (3+ letters) of the captions and keywords → the rows whose caption or keywords hold it."""
-        rows: dict[str, list[int]] = {}
-        for row, record in enumerate(self.records):
-            for word in set(WORD.findall(record.caption.lower())) | {k.lower() for k in record.keywords}:
-                rows.setdefault(word, []).append(row)
-        return {word: np.array(found, dtype=np.int32) for word, found in rows.items()}
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What a vector can be compared with: "images", "captions" and, where stored, "sentences"."""
+        return ("images", "captions") + (("sentences",) if self.sentences is not None else ())
+
+    def matrix(self, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """A target's rows and the bias ranking subtracts from their cosines (none for the meaning vectors)."""
+        if target == "images":
+            return self.images, self.image_bias
+        if target == "captions":
+            return self.captions, self.caption_bias
+        if target == "sentences" and self.sentences is not None:
+            return self.sentences, self._no_bias
+        raise MirageError(f"this index has no '{target}' to search: rebuild it with `mirage build-index`")
 
     @functools.cached_property
-    def vocabulary(self) -> list[str]:
-        """The words of `postings`, sorted (for prefix lookups)."""
-        return sorted(self.postings)
+    def _no_bias(self) -> np.ndarray:
+        return np.zeros(len(self), dtype=np.float32)
+
+    def using(self, backend: Backend) -> Index:
+        """The same index searched through another backend (the matrices are shared, not copied)."""
+        other = copy.copy(self)
+        other.backend = backend
+        return other
 
     @functools.cached_property
-    def word_counts(self) -> Counter:
-        """In how many records each word (3+ letters) of the captions and keywords occurs."""
-        return Counter({word: len(rows) for word, rows in self.postings.items()})
+    def lexical(self):
+        """BM25 over the captions and keywords (`lexical.LexicalIndex`), built on first use."""
+        from .lexical import LexicalIndex, document_of
+
+        return LexicalIndex([document_of(record) for record in self.records])
 
     @functools.cached_property
     def concept_names(self) -> dict[str, str]:
@@ -125,7 +150,8 @@ class Index:
     @functools.cached_property
     def caption_words(self) -> frozenset[str]:
         """Every word (3+ letters) of the captions and every keyword: what this corpus talks about."""
-        return frozenset(self.word_counts)
+        return frozenset(word for record in self.records
+                         for word in words(record.caption) + [k.lower() for k in record.keywords])
 
     def row_of(self, record_id: str) -> int:
         if record_id not in self._rows:
@@ -149,11 +175,14 @@ class Index:
         self, vector: np.ndarray, k: int = 10, target: str = "images", modalities: Sequence[str] | None = None,
         licences: Sequence[str] | None = None, exclude: Sequence[int] = (),
     ) -> list[Hit]:
-        """The k records whose image (or caption, with target='captions') is nearest to `vector`, ranked by
-        cosine minus the row's hubness bias; filters are exact whatever the backend."""
+        """The k records whose image (or caption, with target='captions', or caption meaning, with
+        target='sentences') is nearest to `vector`, ranked by cosine minus the row's hubness bias; filters are
+        exact whatever the backend."""
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != self.dim:
-            raise IndexMismatchError(f"query has {vector.shape[0]} dimensions, the index {self.dim}")
+        width = self.matrix(target)[0].shape[1]
+        if vector.shape[0] != width:
+            raise IndexMismatchError(f"the query has {vector.shape[0]} dimensions and this index {width}: it was "
+                                     "built by another encoder; rebuild it with `mirage build-index`")
         if not np.isfinite(vector).all():
             raise QueryError("the query vector has infinite or undefined entries")
         allowed = self.mask(modalities, licences, exclude)
@@ -169,10 +198,10 @@ class Index:
              cosines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosines of these rows to the vector (computed exactly unless given), and their ranking scores: the
         cosine less the row's hubness bias, what `search` ranks by."""
+        matrix, bias = self.matrix(target)
         if cosines is None:
-            cosines = (self.images if target == "images" else self.captions)[rows] @ np.asarray(vector, np.float32)
-        bias = self.image_bias if target == "images" else self.caption_bias
-        return cosines, cosines - (bias[rows] - self.typical_bias[target])
+            cosines = matrix[rows] @ np.asarray(vector, np.float32)
+        return cosines, cosines - (bias[rows] - self.typical_bias.get(target, 0.0))
 
     def check_encoder(self, encoder: Encoder) -> None:
         built_with = self.manifest.get("fingerprint")
@@ -181,107 +210,6 @@ class Index:
                 f"this index was built by encoder '{self.manifest.get('encoder')}' ({built_with}), not by "
                 f"'{encoder.name}' ({encoder.fingerprint}): rebuild it with `mirage build-index`"
             )
-
-
-class ExactScan:
-    """Every row is scored: an int8 scan (`Int8Scan`) keeps every row that could reach the top k; `Index.search`
-    then scores those few exactly in float32."""
-
-    name = "exact"
-
-    def __init__(self, index: Index):
-        self.index = index
-
-    @functools.cached_property
-    def scans(self) -> dict[str, Int8Scan]:  # made on first use: an index searched elsewhere never pays
-        return {"images": Int8Scan(self.index.images, self.index.image_bias),
-                "captions": Int8Scan(self.index.captions, self.index.caption_bias)}
-
-    def candidates(self, vector: np.ndarray, target: str, k: int, allowed: np.ndarray | None
-                   ) -> tuple[np.ndarray, None]:
-        return self.scans[target].candidates(vector, k, allowed), None
-
-
-class Int8Scan:
-    """Ranking scores (cosine − bias) of every row from an int8 copy of the matrix, with a bound on their error.
-
-    Rows are stored as round(x · S) with one scale S for the whole matrix, and a query as round(q / s) in 7 bits;
-    ONNX Runtime multiplies them in integers (MLAS' u8×s8 kernel on the weights it packs once at load, with VNNI
-    where the CPU has it: at 65,536 rows ~0.2 ms on two cores, against ~1 ms for FAISS' int8 scan, which widens
-    every entry to float) and subtracts each row's bias in float32. The scan score of a row then differs from
-    the exact one by at most ‖q‖·max‖x̂ − x‖ + ‖q̂ − q‖·max‖x̂‖ (the rows' rounding errors and norms are measured
-    when the copy is made): every row whose scan score lies within twice that bound of the k-th best can be in
-    the exact top k, and only those are kept."""
-
-    # 7 bits: without VNNI, MLAS adds pairs of u8×s8 products in int16, which 8-bit queries could overflow
-    QUERY_LEVELS = 63
-    QUERY_ZERO = 64  # the uint8 that stands for 0
-
-    def __init__(self, matrix: np.ndarray, bias: np.ndarray, chunk: int = 65536):
-        rows, dim = matrix.shape
-        peak = max((float(np.abs(matrix[i:i + chunk]).max()) for i in range(0, rows, chunk)), default=1.0)
-        self.scale = 127.0 / max(peak, 1e-6)
-        self.row_error = self.row_norm = 0.0
-        transposed = np.empty((dim, rows), dtype=np.int8)  # the product's right-hand side, as MLAS packs it
-        for start in range(0, rows, chunk):  # chunked: a memory-mapped matrix is never copied whole in float
-            original = matrix[start:start + chunk]
-            part = np.round(original * self.scale)
-            transposed[:, start:start + chunk] = part.T
-            stored = part / self.scale
-            self.row_error = max(self.row_error, float(np.linalg.norm(stored - original, axis=1).max()))
-            self.row_norm = max(self.row_norm, float(np.linalg.norm(stored, axis=1).max()))
-        self.session = _integer_scan_session(transposed, np.asarray(bias, dtype=np.float32))
-
-    def _quantised(self, vector: np.ndarray) -> tuple[np.ndarray, float]:
-        step = max(float(np.abs(vector).max()), 1e-30) / self.QUERY_LEVELS
-        return np.round(vector / step), step
-
-    def error_bound(self, vector: np.ndarray, quantised: tuple[np.ndarray, float] | None = None) -> float:
-        levels, step = quantised or self._quantised(vector)
-        rounding = float(np.linalg.norm(levels * step - vector))
-        return (float(np.linalg.norm(vector)) * self.row_error + rounding * self.row_norm) * 1.01 + 1e-5
-
-    def candidates(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
-        levels, step = quantised = self._quantised(vector)
-        query = (levels + self.QUERY_ZERO).astype(np.uint8)[None]
-        scores = self.session.run(None, {"query": query, "step": np.array([step / self.scale], np.float32)})[0][0]
-        if allowed is not None:
-            scores[~allowed] = -np.inf
-        kth = float(torch.topk(torch.from_numpy(scores), k, sorted=False).values.min())
-        return np.flatnonzero(scores >= kth - 2 * self.error_bound(vector, quantised))
-
-
-def _integer_scan_session(transposed: np.ndarray, bias: np.ndarray):
-    """An ONNX Runtime session computing float(query_u8 − 64) · rows_s8 · step − bias for one query."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    dim, rows = transposed.shape
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["query", "rows", "zero"], ["dots"]),
-         helper.make_node("Cast", ["dots"], ["float_dots"], to=TensorProto.FLOAT),
-         helper.make_node("Mul", ["float_dots", "step"], ["cosines"]),
-         helper.make_node("Sub", ["cosines", "bias"], ["scores"])],
-        "int8_scan",
-        [helper.make_tensor_value_info("query", TensorProto.UINT8, [1, dim]),
-         helper.make_tensor_value_info("step", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, rows])],
-        initializer=[external_initializer("rows", transposed),
-                     numpy_helper.from_array(np.array(Int8Scan.QUERY_ZERO, np.uint8), "zero"),
-                     numpy_helper.from_array(bias, "bias")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return cpu_session(model.SerializeToString(), external={"rows": transposed})
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first; equal scores among them in index order.
-
-    torch.topk selects without copying the scores (5× faster than `np.argpartition(-scores)` at 65k rows);
-    only the k winners are then sorted, stably by index, so results are deterministic."""
-    k = max(0, min(k, len(scores)))
-    if k == 0:
-        return np.zeros(0, dtype=np.int64)
-    candidates = np.sort(torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, sorted=False).indices.numpy())
-    return candidates[np.argsort(-scores[candidates], kind="stable")]
 
 
 def hubness(vectors: np.ndarray, bank: np.ndarray | None, k: int = HUB_K) -> np.ndarray:
@@ -349,9 +277,11 @@ def build_index(
             progress(len(kept) + skipped["unreadable image"], total)
     if not kept:
         raise MirageError(f"none of the {len(corpus.records)} images of {corpus.name} could be read")
-    caption_rows = []  # captions in large chunks: encode_text sorts by length, so less padding
+    caption_rows, sentence_rows = [], []  # captions in large chunks: sorted by length, so less padding
     for start in range(0, len(kept), CAPTION_CHUNK):
-        caption_rows.append(encoder.encode_text([r.caption for r in kept[start : start + CAPTION_CHUNK]]))
+        joint, meaning = encoder.encode_captions([r.caption for r in kept[start : start + CAPTION_CHUNK]])
+        caption_rows.append(joint)
+        sentence_rows.append(meaning)
         if progress:
             progress(total - len(kept) + min(start + CAPTION_CHUNK, len(kept)), total)
     manifest = {
@@ -359,6 +289,7 @@ def build_index(
         "encoder": encoder.name,
         "fingerprint": encoder.fingerprint,
         "dim": encoder.dim,
+        "sentence_model": encoder.sentence_model,
         "count": len(kept),
         "corpus": corpus.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -370,7 +301,7 @@ def build_index(
         hubness(images, bank["captions"] if bank else None), hubness(captions, bank["images"] if bank else None)
     ])
     manifest["hubness_bank"] = len(bank["captions"]) if bank else 0
-    return Index(images, captions, kept, manifest, bias)
+    return Index(images, captions, kept, manifest, bias, sentences=np.concatenate(sentence_rows))
 
 
 def save_index(index: Index, folder: str | Path) -> Path:
@@ -380,6 +311,8 @@ def save_index(index: Index, folder: str | Path) -> Path:
         np.save(staging / "images.npy", index.images)
         np.save(staging / "captions.npy", index.captions)
         np.save(staging / "bias.npy", index.bias)
+        if index.sentences is not None:
+            np.save(staging / "sentences.npy", index.sentences)
         with open(staging / "records.jsonl", "w", encoding="utf-8") as handle:
             for record in index.records:
                 handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
@@ -395,10 +328,15 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
         raise MirageError(f"no index at {folder}: build one with `mirage build-index`")
     manifest = _read_manifest(manifest_file)
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise MirageError(f"the index at {folder} has format {manifest.get('format_version')}: rebuild it")
-    parts = {}
+        raise IndexFormatError(
+            f"the index at {folder} was written by another release of MIRAGE (format "
+            f"{manifest.get('format_version')}, this release reads {FORMAT_VERSION}; format 3 added the captions' "
+            "meaning vectors that hybrid search needs): rebuild it with `mirage build-index`")
+    parts = {"sentences": None}
+    with_sentences = manifest.get("sentence_model") or (folder / "sentences.npy").exists()
+    names = ("images", "captions", "bias") + (("sentences",) if with_sentences else ())
     try:
-        for name in ("images", "captions", "bias"):
+        for name in names:  # an index built by `build_index` names its sentence model, and then needs its vectors
             part = folder / f"{name}.npy"
             parts[name] = np.load(part, allow_pickle=False)
         part = folder / "records.jsonl"
@@ -407,8 +345,7 @@ def load_index(folder: str | Path, encoder: Encoder | None = None) -> Index:
     except (OSError, ValueError, TypeError, KeyError, EOFError, AttributeError) as error:
         raise MirageError(f"the index at {folder} is damaged ({part.name}: {error or type(error).__name__}): "
                           "rebuild it with `mirage build-index`") from None
-    images, captions, bias = parts["images"], parts["captions"], parts["bias"]
-    index = Index(images, captions, records, manifest, bias)
+    index = Index(parts["images"], parts["captions"], records, manifest, parts["bias"], parts["sentences"])
     if encoder is not None:
         index.check_encoder(encoder)
     return index
@@ -435,43 +372,3 @@ def _read_manifest(path: Path) -> dict:
 def index_exists(folder: str | Path) -> bool:
     """Whether a complete index is at `folder`, after finishing any swap a killed rebuild left half done."""
     return recover_folder(folder, complete_marker="manifest.json") and (Path(folder) / "manifest.json").exists()
-
-
-def open_or_build_index(folder: str | Path, encoder: Encoder, load_corpus: Callable[[], Corpus],
-                        progress: Progress | None = None, backend: str = "exact") -> Index:
-    """The index for this encoder and corpus, searched by `backend` (see `backends`): loaded from `folder`
-    (or, for a postgresql:// backend, from the database) when it exists; otherwise built from the corpus,
-    saved, and (for PostgreSQL) uploaded for the other replicas."""
-    from .backends import attach_faiss, backend_kind, download_index, upload_index
-
-    folder = Path(folder)
-    kind = backend_kind(backend)
-    if kind == "postgresql" and (shared := download_index(backend, folder.name)) is not None:
-        shared.check_encoder(encoder)
-        return shared
-    if index_exists(folder):
-        index = load_index(folder, encoder)
-    else:
-        check_writable(folder.parent, "the index folder")
-        index = build_index(load_corpus(), encoder, progress=progress)
-        save_index(index, folder)
-    if kind == "faiss":
-        attach_faiss(index, folder, progress)
-    elif kind == "postgresql":
-        from .backends import PgVectorSearch
-
-        upload_index(index, backend, folder.name, progress)
-        index.backend = PgVectorSearch(backend, folder.name)
-    return index
-
-
-def open_configured_index(settings, encoder: Encoder, progress: Progress | None = None) -> Index:
-    """The index the settings name: the corpus bundle's when `bundle_url` is set (installed on first use),
-    else the corpus' own index through the configured backend (built on first use)."""
-    if settings.bundle_url:
-        from .bundle import install_bundle, load_bundle_index
-
-        folder = install_bundle(settings.bundle_url, settings.home, settings.bundle_sha256, progress)
-        return load_bundle_index(folder, encoder)
-    return open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus, progress,
-                               backend=settings.index)

@@ -30,8 +30,8 @@ import torch
 from .display import inert
 from .errors import MirageError
 from .files import atomic_folder
-from .index import WORD
 from .labels import UNKNOWN, modalities_named
+from .text import WORD
 
 DEFAULT_LLM = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -2,9 +2,9 @@
 
 A nonsense query still has nearest neighbours; shown as results they look like answers. Two signals decide:
 
-* **words** (text queries): most of the query's words (three letters or more, generic ones aside) are
-  foreign to the corpus — in fewer than two of its records' captions or keywords: the query is off-topic
-  ("qwxz blorf", "helicopter landing on a ship").
+* **words** (text queries): most of the query's words (three letters or more; stop words, generic words and
+  the lay words of `glossary` aside) are foreign to the corpus — their stems are in fewer than two of its
+  records' captions or keywords: the query is off-topic ("qwxz blorf", "helicopter landing on a ship").
 * **score**: the best hit's ranking score (cosine minus the hubness bias, the number results are ranked by)
   is below the index's floor: a weak match. The floor is calibrated on the index itself, per kind of query
   and target: the `QUANTILE` quantile, over up to `SAMPLE` of the corpus' own captions (for text and vector
@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .index import WORD, Hit, Index
+from .glossary import known_lay_words
+from .index import Hit, Index
+from .text import stem, words
 
 QUANTILE = 0.05
 SAMPLE = 1000
@@ -44,11 +46,13 @@ class Verdict:
 
 
 def unknown_words(index: Index, text: str) -> bool:
-    """True when most of the text's words (3+ letters, generic ones aside) are foreign to the corpus: they
-    occur in fewer than `MIN_RECORDS` of its records ("sunset over the ocean": only "over" is common)."""
-    words = set(WORD.findall(text.lower())) - GENERIC_WORDS
-    known = [w for w in words if index.word_counts[w] >= MIN_RECORDS]
-    return bool(words) and len(known) < len(words) / 2
+    """True when most of the text's words (3+ letters; stop words, generic and lay words aside) are foreign to
+    the corpus: their stems occur in fewer than `MIN_RECORDS` of its records ("sunset over the ocean")."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    judged = set(words(text)) - GENERIC_WORDS - set(STOPWORDS_EN) - known_lay_words(text)
+    known = [w for w in judged if index.lexical.frequency(stem(w)) >= MIN_RECORDS]
+    return bool(judged) and len(known) < len(judged) / 2
 
 
 def floor_of(index: Index, kind: str = "text", target: str = "images") -> float:
@@ -79,7 +83,7 @@ def assess(index: Index, hits: Sequence[Hit], text: str | None = None, kind: str
            target: str = "images") -> Verdict:
     """The verdict on a result list: `text` is the query's words (None for an image or vector query)."""
     floor = floor_of(index, kind, target)
-    best = max((hit.ranking - hit.finding_bonus for hit in hits), default=float("nan"))  # the dense match alone
+    best = max((hit.ranking for hit in hits), default=float("nan"))  # the joint space's match
     if text is not None and unknown_words(index, text):
         return Verdict("off_topic", best, floor, "most of the query's words never occur in this corpus' captions "
                                                  "— try radiology terms (a modality, an organ, a finding)")

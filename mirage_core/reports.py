@@ -30,11 +30,12 @@ from PIL import Image
 from .concepts import teaching_terms
 from .display import inert, link
 from .encoders.base import Encoder, normalise_rows
-from .findings import with_findings
-from .index import WORD, Hit, Index
+from .index import Hit, Index
 from .labels import UNKNOWN
 from .query import Query, as_unit_vector, check_query_text, kind_of
 from .relevance import assess
+from .search import search_text
+from .text import words
 
 FINDINGS = 4
 CONCEPTS = 8
@@ -131,15 +132,17 @@ def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | n
     left out, and the report says how many."""
     vector, kind, description = query_vector(encoder, query)
     report = Report(description)
-    hits = index.search(vector, k, exclude=exclude)
-    if kind == "text":  # cases whose captions name the query's finding join in, as in Retrieval
-        hits = with_findings(index, vector, query, hits, k, index.mask(exclude=exclude))
+    if kind == "text":  # the hybrid search of Retrieval: the cases whose captions say what was asked join in
+        hits = search_text(index, encoder, description, k, exclude=exclude)
+    else:
+        hits = index.search(vector, k, exclude=exclude)
     verdict = assess(index, hits, description if kind == "text" else None, kind)
     if not verdict.relevant and floor is None:
         report.nothing_found = f"Nothing relevant found: {verdict.reason}. The report does not guess."
         return report
     cut = verdict.floor if floor is None else floor
-    kept = [h for h in hits if h.ranking >= cut]
+    # a case the captions' channels found is kept on their word; one the joint space alone found must clear the floor
+    kept = [h for h in hits if h.ranking >= cut or {"meaning", "words"} & set(h.channels)]
     report.left_out = len(hits) - len(kept)
     hits = kept
     if not hits:
@@ -227,7 +230,7 @@ class QueryEnrichment:
 
 def expansion_from_concepts(index: Index, vector: np.ndarray, query: str, k: int = 8, terms: int = 4) -> str:
     """Keywords shared by the query's nearest cases that the query does not already say."""
-    said = set(WORD.findall(query.lower()))
+    said = set(words(query))
     counts = Counter(keyword.lower() for hit in index.search(vector, k)
                      for keyword in set(hit.record.keywords))
     picked = [w for w, c in counts.most_common() if c > 1 and w not in said and w not in GENERIC_WORDS and len(w) > 2]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mirage_core.backends import FaissSearch, PgVectorSearch, attach_faiss, backend_kind, download_index, upload_index
+from mirage_core.backends import FaissSearch, PgVectorSearch, backend_kind, faiss_for, upload_index
 from mirage_core.corpus import Record
 from mirage_core.errors import MirageError
-from mirage_core.index import FORMAT_VERSION, Index, load_index, open_or_build_index, save_index
+from mirage_core.index import FORMAT_VERSION, Index, load_index, save_index
+from mirage_core.startup import download_index, open_or_build_index
 
 MODALITIES = ["CT", "MRI", "X-ray", "ultrasound"]
 
@@ -22,11 +23,13 @@ def clustered_index(n: int = 3000, dim: int = 64, seed: int = 0) -> Index:
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     captions = rows + 0.15 * rng.standard_normal((n, dim)).astype(np.float32)
     captions /= np.linalg.norm(captions, axis=1, keepdims=True)
+    sentences = rows[:, ::-1] + 0.15 * rng.standard_normal((n, dim)).astype(np.float32)  # another space
+    sentences /= np.linalg.norm(sentences, axis=1, keepdims=True)
     records = [Record(id=f"r{i}", image_path="", caption=f"case {i}", modality=MODALITIES[i % 4],
                       licence="CC BY" if i % 3 else "CC0") for i in range(n)]
     bias = (0.02 * rng.random((2, n))).astype(np.float32)
     manifest = {"fingerprint": "synthetic", "encoder": "synthetic", "format_version": FORMAT_VERSION}
-    return Index(rows, captions, records, manifest, bias)
+    return Index(rows, captions, records, manifest, bias, sentences=sentences)
 
 
 def queries(index: Index, n: int = 40) -> np.ndarray:
@@ -56,24 +59,25 @@ def test_faiss_recall_filters_and_reload(tmp_path):
     exact = clustered_index()
     folder = save_index(exact, tmp_path / "index")
     ann = load_index(folder)
-    attach_faiss(ann, folder)
+    ann = ann.using(faiss_for(ann, folder))
     assert isinstance(ann.backend, FaissSearch) and (folder / "faiss-images.index").exists()
     assert recall(exact, ann) >= 0.95 and recall(exact, ann, target="captions") >= 0.95
+    assert recall(exact, ann, target="sentences") >= 0.95  # the captions' meaning vectors have their own index
     filtered = ann.search(queries(exact)[0], 10, modalities=["MRI"], licences=["CC0"])
     assert len(filtered) == 10 and all(h.record.modality == "MRI" and h.record.licence == "CC0" for h in filtered)
     assert recall(exact, ann, modalities=["MRI"], licences=["CC0"]) >= 0.9
     again = load_index(folder)
-    attach_faiss(again, folder)  # loads the saved FAISS files, builds nothing
+    again = again.using(faiss_for(again, folder))  # loads the saved FAISS files, builds nothing
     vector = queries(exact)[3]
     assert [h.record.id for h in again.search(vector, 10)] == [h.record.id for h in ann.search(vector, 10)]
 
 
 def test_a_damaged_faiss_file_is_a_clear_error(tmp_path):
     folder = save_index(clustered_index(500), tmp_path / "index")
-    attach_faiss(load_index(folder), folder)
+    faiss_for(load_index(folder), folder)
     (folder / "faiss-images.index").write_bytes(b"not faiss")
     with pytest.raises(MirageError, match="FAISS index .* is damaged"):
-        attach_faiss(load_index(folder), folder)
+        faiss_for(load_index(folder), folder)
 
 
 def test_pgvector_gives_the_exact_hits_and_filters(postgres_url):
@@ -82,7 +86,7 @@ def test_pgvector_gives_the_exact_hits_and_filters(postgres_url):
     shared = download_index(postgres_url, "corpus-a")
     assert isinstance(shared.backend, PgVectorSearch) and len(shared) == len(exact)
     assert [r.id for r in shared.records] == [r.id for r in exact.records]
-    assert recall(exact, shared) >= 0.95
+    assert recall(exact, shared) >= 0.95 and recall(exact, shared, target="sentences") >= 0.95
     hits = shared.search(queries(exact)[0], 10, modalities=["CT"])
     assert len(hits) == 10 and all(h.record.modality == "CT" for h in hits)
     assert recall(exact, shared, modalities=["CT"]) >= 0.95

@@ -22,7 +22,9 @@ def test_bench_search_reports_latency_and_recall(lite_encoder, backend):
     assert result.recall_at_10 == 1.0 if backend == "exact" else result.recall_at_10 >= 0.9
     assert set(result.to_dict()) >= {"backend", "n", "p50_ms", "p95_ms", "recall_at_10", "build_s", "rss_mib"}
     assert "p50" in result.describe() and "back to back" in result.describe()
-    assert result.back_to_back_p50_ms > 0
+    assert result.back_to_back_p50_ms > 0 and 0 < result.dense_p50_ms <= result.dense_p95_ms
+    assert result.bytes_per_image["meaning vectors (float32)"] == 4 * lite_encoder.encode_sentences(["x"]).shape[1]
+    assert result.bytes_per_image["BM25 postings"] > 0 and "hybrid" in result.describe()
 
 
 def test_bench_search_pgvector(lite_encoder, postgres_url):

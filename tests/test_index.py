@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
+from mirage_core.backends import top_k
 from mirage_core.corpus import Record
 from mirage_core.errors import IndexMismatchError, MirageError, QueryError
-from mirage_core.index import Index, load_index, save_index, top_k
+from mirage_core.index import FORMAT_VERSION, Index, IndexFormatError, load_index, save_index
 
 
 def _index(n=50, dim=8, seed=0, fingerprint="abc"):
@@ -18,7 +19,7 @@ def _index(n=50, dim=8, seed=0, fingerprint="abc"):
                licence="CC0" if i % 5 == 0 else "CC BY", keywords=("a", "b"))
         for i in range(n)
     ]
-    manifest = {"format_version": 2, "encoder": "test", "fingerprint": fingerprint, "dim": dim, "count": n}
+    manifest = {"format_version": FORMAT_VERSION, "encoder": "test", "fingerprint": fingerprint, "dim": dim, "count": n}
     return Index(rows, rows[::-1].copy(), records, manifest)
 
 
@@ -50,7 +51,7 @@ def test_int8_scan_still_ranks_exactly():
     bias = (rng.random((2, 5000)) * 1e-4).astype(np.float32)
     records = [Record(id=str(i), image_path="", caption="") for i in range(5000)]
     index = Index(rows, rows, records, {"fingerprint": "f"}, bias=bias)
-    scan = index.backend.scans["images"]
+    scan = index.backend.scan("images")
     assert np.ptp(rows[:41] @ query) < scan.error_bound(query)  # the scan alone could not order them
     for k in (1, 10, 41, 100, 5000, 6000):  # up to the whole index and beyond
         hits = index.search(query, k)
@@ -84,7 +85,7 @@ def test_int8_scan_with_filters_and_a_large_bias_matches_brute_force():
             allowed = np.array([r.modality == "mri" for r in records]) & ~np.isin(np.arange(1500), [1, 4])
             scores = np.where(allowed, rows.astype(np.float64) @ vector - bias[0], -np.inf)
             assert [h.row for h in hits] == list(np.argsort(-scores, kind="stable")[:k])
-        kept.append(len(index.backend.scans["images"].candidates(vector, 10, None)))
+        kept.append(len(index.backend.scan("images").candidates(vector, 10, None)))
     assert np.median(kept) < 150  # of 1,500: a preselection, not the whole matrix again
 
 
@@ -151,7 +152,7 @@ def test_damaged_or_missing_index(tmp_path):
     save_index(_index(), tmp_path / "idx2")
     manifest = json.loads((tmp_path / "idx2" / "manifest.json").read_text())
     (tmp_path / "idx2" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
-    with pytest.raises(MirageError, match="format 99"):
+    with pytest.raises(IndexFormatError, match="format 99.*rebuild it with `mirage build-index`"):
         load_index(tmp_path / "idx2")
 
 

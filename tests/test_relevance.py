@@ -43,10 +43,10 @@ def test_the_floor_is_a_low_quantile_of_the_corpus_own_captions():
     assert weak.level == "weak" and "floor" in weak.reason
 
 
-def test_results_are_ranked_by_the_score_they_show(index, lite_encoder):
+def test_results_are_ranked_by_the_match_they_show(index, lite_encoder):
     hits = search_text(index, lite_encoder, "CT of the abdomen", 10)
-    shown = [hit.ranking for hit in hits]
-    assert shown == sorted(shown, reverse=True)
+    shown = [hit.match for hit in hits]
+    assert shown == sorted(shown, reverse=True) and all(0 < m <= 100 for m in shown)
     typical = float(np.median(index.image_bias))
     assert all(abs(hit.ranking - (hit.score - index.image_bias[hit.row] + typical)) < 1e-5 for hit in hits)
 
@@ -55,8 +55,8 @@ def test_the_cli_reports_the_verdict(lite_index_dir, capsys):
     assert main(["search", "qwxz blorf zzzk fnord", "--index", str(lite_index_dir), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["relevance"]["level"] == "off_topic"
-    scores = [row["score"] for row in result["results"]]
-    assert scores == sorted(scores, reverse=True)
+    scores = [row["match"] for row in result["results"]]
+    assert scores == sorted(scores, reverse=True) and all("found by" in row["why"] for row in result["results"])
     assert main(["search", "qwxz blorf zzzk fnord", "--index", str(lite_index_dir)]) == 0
     assert "never occur in this corpus" in capsys.readouterr().err
 

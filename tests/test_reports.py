@@ -14,6 +14,7 @@ from mirage_core.corpus import Record
 from mirage_core.encoders.base import normalise_rows
 from mirage_core.errors import MirageError, QueryError
 from mirage_core.index import Index, build_index
+from mirage_core.search import search_text
 from mirage_core.llm import Generation, check_model_text, create_llm, enrich_report, expand_query
 from mirage_core.reports import Report, Source, _label_statement, enrich_query, grounded_report
 
@@ -25,8 +26,8 @@ def slice_index(demo_slice, lite_encoder) -> Index:
 
 def test_every_statement_cites_the_retrieved_cases(slice_index, lite_encoder):
     report = grounded_report(slice_index, lite_encoder, "chest x-ray", k=6, floor=0.0)
-    retrieved = [h.record.id for h in slice_index.search(lite_encoder.encode_query(["chest x-ray"])[0], 6)]
-    assert [s.record_id for s in report.sources] == retrieved
+    retrieved = [h.record.id for h in search_text(slice_index, lite_encoder, "chest x-ray", 6)]
+    assert [s.record_id for s in report.sources] == retrieved  # the Retrieval page's hybrid search, in its order
     numbers = {s.number for s in report.sources}
     assert report.statements and report.findings and report.modality and report.region
     for statement in report.statements:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..index import top_k
+from ..backends import top_k
 from . import BenchResult, interleaved, peak_rss_mib, resident_split_mib
 
 
@@ -126,8 +126,8 @@ def bench_generate(encoder, settings, n: int = 8, repeats: int = 3, fidelity: in
     from ..generation import GenerationRequest, LiteGenerator
     from ..generation.training import prepare_data, square_grayscale
     from ..images import open_image
-    from ..index import open_or_build_index
     from ..splits import split_records
+    from ..startup import open_or_build_index
 
     generator = LiteGenerator(encoder)
     settings_for = {"lcm-4": ("lcm", 4, 1.0), "ddim-25": ("ddim", 25, 3.0), "ddim-50": ("ddim", 50, 3.0)}

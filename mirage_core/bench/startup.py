@@ -58,7 +58,7 @@ def bench_startup(settings) -> StartupResult:
     import sys
 
     from ..encoders import create_encoder
-    from ..index import open_or_build_index
+    from ..startup import open_or_build_index
 
     encoder = create_encoder(settings.encoder, settings.device)
     open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from .common import UsageError, corpus_options, open_index, settings_from
 
@@ -21,7 +23,11 @@ def register(commands) -> dict:
     bench.add_argument("--sessions", type=int, default=8, help="load: concurrent sessions")
     bench.add_argument("--bundle", metavar="PATH_OR_URL", help="tour: start from this corpus bundle")
     bench.add_argument("--no-llm", action="store_true", help="report: skip the language model")
-    bench.add_argument("--tune", action="store_true", help="findings: also the tuning queries' precision by bonus")
+    bench.add_argument("--tune", action="store_true",
+                       help="findings: also choose the fusion's settings on the tuning queries (grid, cross-validated)")
+    bench.add_argument("--weights-dir", metavar="DIR",
+                       help="findings: measure with lite heads trained without the measured cases (trained into DIR "
+                            "on first use: the corpus' training split, and training folds 1-4 for --tune)")
     corpus_options(bench)
     bench.add_argument("--json", action="store_true")
     return {"bench": cmd_bench}
@@ -37,7 +43,7 @@ def cmd_bench(args) -> int:
         if args.backend not in ("exact", "faiss", "pgvector"):
             raise UsageError(f"--backend must be exact, faiss or pgvector, not '{args.backend}'")
         result = bench_search(n=args.n or 65536, repeats=args.repeats, backend=args.backend,
-                              database_url=args.database)
+                              database_url=args.database, captions=_corpus_captions(settings))
     elif args.what == "build":
         from ..bench.build import bench_build
 
@@ -50,6 +56,12 @@ def cmd_bench(args) -> int:
         from ..bench.tour import bench_tour
 
         result = bench_tour(settings, bundle=args.bundle or "")
+    elif args.what == "findings" and args.weights_dir:
+        from ..bench.findings import bench_findings, honest_indexes
+
+        opened = honest_indexes(settings.load_corpus(), Path(args.weights_dir), Path(settings.home) / "cache",
+                                args.tune, log=lambda line: print(line, file=sys.stderr, flush=True))
+        result = bench_findings(*opened)
     else:
         encoder = create_encoder(settings.encoder, settings.device)
         index = open_index(args, settings, encoder)
@@ -60,7 +72,7 @@ def cmd_bench(args) -> int:
         elif args.what == "findings":
             from ..bench.findings import bench_findings
 
-            result = bench_findings(index, encoder, tune=args.tune)
+            result = bench_findings(index, encoder, *((index, encoder) if args.tune else ()))
         elif args.what == "quiz":
             from ..bench.quiz import bench_quiz
 
@@ -83,3 +95,14 @@ def cmd_bench(args) -> int:
             result = bench_load(index, encoder, generator, sessions=args.sessions, database=args.database)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.describe())
     return 0
+
+
+def _corpus_captions(settings) -> list[str] | None:
+    """The configured corpus' captions, for the benchmark's rows; None (the benchmark's own queries) without one."""
+    from ..errors import MirageError
+
+    try:
+        return [record.caption for record in settings.load_corpus().records] or None
+    except MirageError as error:
+        print(f"note: no corpus captions ({error}); the rows repeat the benchmark's queries", file=sys.stderr)
+        return None

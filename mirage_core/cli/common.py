@@ -77,7 +77,8 @@ def check_corpus_exists(args, settings) -> None:
 
 
 def open_index(args, settings, encoder):
-    from ..index import load_index, open_configured_index
+    from ..index import load_index
+    from ..startup import open_configured_index
 
     if getattr(args, "index", None):
         return load_index(args.index, encoder)
@@ -85,10 +86,14 @@ def open_index(args, settings, encoder):
 
 
 def hit_dict(hit) -> dict:
+    from ..search import why
+
     record = hit.record
+    found = {"match": hit.match, "channels": list(hit.channels), "matched": list(hit.matched)} \
+        if hit.match is not None else {}
     return {
-        "id": record.id, "score": round(hit.ranking, 4), "cosine": round(hit.score, 4), "modality": record.modality,
-        "caption": record.caption,
+        "id": record.id, "score": round(hit.ranking, 4), "cosine": round(hit.score, 4), **found, "why": why(hit),
+        "modality": record.modality, "caption": record.caption,
         "image": record.image_path, "licence": record.licence, "article": record.article_url,
     }
 
@@ -100,7 +105,8 @@ def print_hits(hits, as_json: bool, extra: dict | None = None) -> None:
         return
     for rank, row in enumerate(rows, 1):
         caption = row["caption"] if len(row["caption"]) <= 100 else row["caption"][:97] + "…"
-        print(f"{rank:2d}. {row['score']:.3f}  {row['id']}  [{row['modality']}]  {caption}")
+        score = f"{row['match']:5.1f}" if row.get("match") is not None else f"{row['score']:.3f}"
+        print(f"{rank:2d}. {score}  {row['id']}  [{row['modality']}]  {caption}")
 
 
 def parse_term(text: str):

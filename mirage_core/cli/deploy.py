@@ -25,7 +25,7 @@ def register(commands) -> dict:
 def cmd_bundle(args) -> int:
     from ..bundle import create_bundle, install_bundle, load_bundle_index, sha256_of
     from ..encoders import create_encoder
-    from ..index import open_or_build_index
+    from ..startup import open_or_build_index
 
     settings = settings_from(args)
     if args.action == "create":

@@ -26,6 +26,8 @@ class Encoder(ABC):
     `training_ids`: the records it was trained on, which no held-out figure may count as unseen.
     `preprocess` turns a PIL image into the tensor `encode_pixels` expects; index building runs it in
     loader workers, everything else calls `encode_image`.
+    `encode_sentences` gives a text's meaning vector from a sentence model (`sentence_model`, all-MiniLM-L6-v2
+    unless an encoder has its own): what hybrid search compares a query with the captions by, text to text.
     """
 
     name: str
@@ -33,6 +35,7 @@ class Encoder(ABC):
     fingerprint: str
     reference_bank: dict[str, np.ndarray] | None = None  # training embeddings {"images", "captions"}
     training_ids: frozenset[str] = frozenset()
+    sentence_model: str = "all-MiniLM-L6-v2"
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> torch.Tensor: ...
@@ -50,13 +53,18 @@ class Encoder(ABC):
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with less padding
-        ordered = [texts[i] for i in order]
-        features = self._query_features if query else self._text_features
-        chunks = [features(ordered[i : i + MAX_TEXT_BATCH]) for i in range(0, len(ordered), MAX_TEXT_BATCH)]
-        rows = np.empty((len(texts), self.dim), dtype=np.float32)
-        rows[order] = torch.cat(chunks).float().cpu().numpy()
-        return self._finish(normalise_rows(rows), "text")
+        return self._finish(normalise_rows(in_batches(texts, self._query_features if query else self._text_features)),
+                            "text")
+
+    def encode_sentences(self, texts: Sequence[str], query: bool = False) -> np.ndarray:
+        """Unit meaning vectors of texts from the sentence model (shared by every encoder without its own)."""
+        from .sentences import shared_sentence_model
+
+        return shared_sentence_model().encode(texts, query)
+
+    def encode_captions(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Corpus captions' joint-space embeddings and meaning vectors (an encoder may make both in one pass)."""
+        return self.encode_text(texts), self.encode_sentences(texts)
 
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of query texts (what a user types), which search the corpus' embeddings."""
@@ -74,6 +82,18 @@ class Encoder(ABC):
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.encode_pixels(torch.stack([self.preprocess(image) for image in images]))
+
+
+@torch.inference_mode()
+def in_batches(texts: list[str], features) -> np.ndarray:
+    """features(batch) → rows for every text, in batches of similar length (less padding), in the texts' order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    ordered = [texts[i] for i in order]
+    chunks = [features(ordered[i : i + MAX_TEXT_BATCH]) for i in range(0, len(ordered), MAX_TEXT_BATCH)]
+    stacked = torch.cat([torch.as_tensor(chunk) for chunk in chunks]).float().cpu().numpy()
+    rows = np.empty_like(stacked)
+    rows[order] = stacked
+    return rows
 
 
 def normalise_rows(rows: np.ndarray) -> np.ndarray:

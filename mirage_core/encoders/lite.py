@@ -15,6 +15,7 @@ new config, not new code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 from pathlib import Path
@@ -30,7 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..config import shipped
 from ..errors import MirageError
 from ..runtime import cpu_session
-from .base import Encoder, fingerprint_of, normalise_rows
+from .base import Encoder, fingerprint_of, in_batches, normalise_rows
 
 DEFAULT_WEIGHTS = shipped("lite-encoder") / "heads.safetensors"
 CONFIG_FILE = Path(__file__).with_name("configs") / "lite.json"
@@ -194,13 +195,21 @@ class TextBackbone(nn.Module):
     def feature_dim(self) -> int:
         return self.hidden_size * len(self.layers)
 
+    @functools.lru_cache(maxsize=32)  # noqa: B019 (a backbone lives as long as its encoder)
+    def _one_query(self, text: str) -> np.ndarray:
+        """One query's features, remembered: hybrid search asks for the same query's joint embedding and its
+        meaning vector, which both start from these features, so the query is encoded once."""
+        tokens = self.query_tokenizer.encode(text)
+        feeds = {"input_ids": np.array([tokens.ids], dtype=np.int64),
+                 "attention_mask": np.array([tokens.attention_mask], dtype=np.int64)}
+        features = self.query_session.run(None, feeds)[0]
+        features.setflags(write=False)
+        return features
+
     def forward(self, texts: list[str], query: bool = False) -> torch.Tensor:
         session = self.query_session if query else self.session
         if session is not None and query and len(texts) == 1:
-            tokens = self.query_tokenizer.encode(texts[0])
-            feeds = {"input_ids": np.array([tokens.ids], dtype=np.int64),
-                     "attention_mask": np.array([tokens.attention_mask], dtype=np.int64)}
-            return torch.from_numpy(session.run(None, feeds)[0])
+            return torch.from_numpy(self._one_query(texts[0]).copy())
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         if session is not None:
             feeds = {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()}
@@ -337,6 +346,21 @@ class LiteEncoder(Encoder):
         if self.query_heads is None:
             return self.heads.embed_text(features)
         return torch.from_numpy(self.query_heads(features.float().numpy()))
+
+    def encode_sentences(self, texts, query: bool = False) -> np.ndarray:
+        """MiniLM's own sentence embedding (mean pool, unit length): the text tower's features before the heads,
+        so the lite encoder's meaning vectors cost no second model."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.text_backbone.feature_dim), dtype=np.float32)
+        return normalise_rows(in_batches(texts, lambda batch: self.text_backbone(batch, query=query)))
+
+    @torch.inference_mode()
+    def encode_captions(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """Both caption embeddings from one pass of the text tower."""
+        features = in_batches(list(texts), self.text_backbone)
+        joint = self.heads.embed_text(torch.from_numpy(features).to(self.device)).float().cpu().numpy()
+        return self._finish(normalise_rows(joint), "text"), normalise_rows(features)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:

@@ -128,7 +128,7 @@ def test_text_search(server, page):
     results = page.locator("[data-testid='stImage'] img")
     results.nth(11).wait_for()
     assert results.count() == 12
-    assert page.get_by_text("score ", exact=False).count() >= 12  # each card shows the score it is ranked by
+    assert page.get_by_text("match ", exact=False).count() >= 12  # each card shows the match it is ranked by
     assert page.get_by_role("link", name="CC BY").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "retrieval.png"), full_page=True)
 

@@ -1,0 +1,142 @@
+"""Hybrid text search: each channel, the fusion, a student's own words, why a result is there (as text), every
+backend, and an index from the previous release."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from mirage_core.corpus import Record
+from mirage_core.display import highlighted
+from mirage_core.glossary import expand, known_lay_words
+from mirage_core.index import FORMAT_VERSION, Index, IndexFormatError, load_index
+from mirage_core.lexical import LexicalIndex
+from mirage_core.relevance import assess, unknown_words
+from mirage_core.search import Fusion, channels_of, fuse, search_text, why
+from mirage_core.startup import open_or_build_index
+from mirage_core.text import matching_words, stem, stems
+
+
+@pytest.fixture(scope="module")
+def index(lite_index_dir):
+    return load_index(lite_index_dir)
+
+
+def test_stems_fold_the_plurals_radiology_uses():
+    assert stem("metastases") == stem("metastasis")
+    assert stem("pneumothoraces") == stem("pneumothorax")
+    assert stem("calculi") == stem("calculus") and stem("vertebrae") == stem("vertebra")
+    assert stem("fractured") == stem("fracture") and stem("bases") != stem("basis")
+    assert matching_words("Bilateral Pneumothoraces; a pneumothorax.", stems("pneumothorax")) == (
+        "Pneumothoraces", "pneumothorax")
+
+
+def test_bm25_ranks_the_caption_that_names_the_word():
+    documents = ["chest radiograph with clear lungs"] * 30 + ["Chest x-ray: left tension pneumothorax",
+                                                            "Bilateral pneumothoraces after trauma", ""]
+    lexical = LexicalIndex(documents)
+    scores = lexical.scores(lexical.query_stems("chest x-ray pneumothorax"))
+    assert set(np.argsort(-scores)[:2].tolist()) == {30, 31}
+    assert scores[32] == 0 and lexical.frequency(stem("pneumothorax")) == 2
+    allowed = np.ones(len(documents), dtype=bool)
+    allowed[30] = False
+    assert lexical.scores(lexical.query_stems("pneumothorax"), allowed)[30] == -np.inf  # filters are exact
+    assert lexical.query_stems("qwxz blorf") == []
+
+
+@pytest.mark.parametrize("lay, term", [
+    ("blocked bowel", "obstruction"), ("air outside the bowel", "pneumoperitoneum"),
+    ("slipped vertebra", "spondylolisthesis"), ("bone thinning", "osteoporosis"),
+    ("Kidney stones in my belly", "nephrolithiasis"),
+])
+def test_a_students_own_words_reach_the_captions_terms(lay, term):
+    expanded = expand(lay)
+    assert expanded.startswith(lay) and term in expanded.split()
+    assert known_lay_words(lay)  # the relevance test will not call them foreign
+    assert expand("chest CT angiography") == "chest CT angiography"  # radiology terms stay as they are
+
+
+def test_every_channel_ranks_and_the_fusion_explains_itself(index, lite_encoder):
+    found = channels_of(index, lite_encoder, "chest x-ray")
+    assert set(found.rankings) == {"image", "meaning", "words"}
+    for rows in found.rankings.values():
+        assert len(rows) and len(set(rows.tolist())) == len(rows)
+    hits = fuse(index, found, 8)
+    assert len(hits) == 8 and [h.match for h in hits] == sorted((h.match for h in hits), reverse=True)
+    assert all(0 < h.match <= 100 and h.channels for h in hits)
+    for hit in hits:
+        caption_words = set(hit.record.caption.replace(":", " ").replace(",", " ").split())
+        assert all(word in hit.record.caption for word in hit.matched)
+        assert "match" in why(hit) and "found by" in why(hit)
+        if "words" in hit.channels and hit.matched:
+            assert caption_words  # a words hit names the matching words of its own caption
+    words_only = fuse(index, found, 8, Fusion(weights={"image": 0.0, "meaning": 0.0, "words": 1.0}, labels=0.0))
+    assert [h.row for h in words_only] == found.rankings["words"][:8].tolist()
+
+
+def test_the_words_channel_lifts_a_case_the_joint_space_misses(index, lite_encoder):
+    counts = {}
+    for row, record in enumerate(index.records):
+        for word in set(w.lower() for w in record.caption.split() if w.isalpha() and len(w) > 7):
+            counts.setdefault(word, []).append(row)
+    word, rows = min(((w, r) for w, r in counts.items() if len(r) == 1), key=lambda item: item[0])
+    hits = search_text(index, lite_encoder, word, 5)
+    assert hits[0].row == rows[0] and "words" in hits[0].channels
+    assert word in {m.lower() for m in hits[0].matched}
+
+
+def test_a_named_modality_puts_its_cases_first(index, lite_encoder):
+    labelled = [m for m in set(index.modalities) if m != "unknown"]
+    modality = max(labelled, key=lambda m: (index.modalities == m).sum())
+    hits = search_text(index, lite_encoder, f"{modality} image", 6, fusion=Fusion(labels=4.0))
+    assert all(h.record.modality == modality for h in hits[:3])
+
+
+def test_filters_and_exclusions_stay_exact(index, lite_encoder):
+    licence = index.licences[0]
+    hits = search_text(index, lite_encoder, "chest", 10, licences=[licence], exclude=[0])
+    assert hits and all(h.record.licence == licence and h.row != 0 for h in hits)
+    assert search_text(index, lite_encoder, "chest", 5, modalities=["no such modality"]) == []
+
+
+def test_highlighted_words_stay_text():
+    caption = "<img src=x onerror=alert(1)> **left** [pneumothorax](javascript:x) :red[pneumothorax]"
+    shown = highlighted(caption, ("pneumothorax",))
+    assert "**pneumothorax**" in shown and not re.search(r"(?<!\\)[<\[]", shown)  # every < and [ escaped
+    assert "\\*\\*left\\*\\*" in shown and "\\[" in shown and "\\:red" in shown
+    assert highlighted("- a list?", ()) == "\\- a list?"
+
+
+def test_foreign_and_lay_queries_are_judged_by_the_words_they_use(index, lite_encoder):
+    assert unknown_words(index, "qwxz blorf zzzk")
+    assert not unknown_words(index, "blocked bowel in my tummy")  # lay words are a student's, not foreign
+    nonsense = "helicopter landing on a ship"
+    assert assess(index, search_text(index, lite_encoder, nonsense, 5), nonsense).level == "off_topic"
+
+
+def test_an_index_from_the_previous_release_is_refused_or_rebuilt(tmp_path, lite_index_dir, lite_encoder,
+                                                                     demo_slice):
+    old = tmp_path / "old"
+    shutil.copytree(lite_index_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
+    (old / "sentences.npy").unlink()
+    with pytest.raises(IndexFormatError, match="rebuild it with `mirage build-index`"):
+        load_index(old, lite_encoder)
+    rebuilt = open_or_build_index(old, lite_encoder, lambda: demo_slice)  # MIRAGE's own cache folder: rebuilt
+    assert rebuilt.sentences is not None and rebuilt.manifest["format_version"] == FORMAT_VERSION
+    assert load_index(old, lite_encoder).sentences.shape == rebuilt.sentences.shape
+
+
+def test_an_index_without_meaning_vectors_still_searches_by_image_and_words(lite_encoder):
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((40, lite_encoder.dim)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    records = [Record(id=f"r{i}", image_path="", caption="effusion" if i == 7 else f"case {i}") for i in range(40)]
+    index = Index(rows, rows, records, {"fingerprint": lite_encoder.fingerprint})
+    hits = search_text(index, lite_encoder, "pleural effusion", 3)
+    assert hits[0].row == 7 and hits[0].meaning is None
