@@ -38,9 +38,11 @@ PAGES = [  # (script, title, icon): the navigation, drawn by `frame` on every pa
     ("pages/reports.py", "Reports", ":material/description:"),
 ]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
-SCORE_NOTE = ("Text search combines three channels — the image match (the joint image–text space), the caption's "
-              "meaning and the caption's words — and ranks by how high they place a case together: the match (0–100) is "
-              "that combined rank against the best possible. Caption words that match your query are in bold.")
+MATCH_NOTE = ("Ranked by match (0–100): text search combines three channels — the image match (the joint image–text "
+              "space), the caption's meaning and the caption's words — and the match is how high they place a case "
+              "together, against the best possible. Caption words that match your query are in bold.")
+SCORE_NOTE = ("Ranked by similarity in the joint image–text space (the cosine: 1 is identical), less a correction for "
+              "'hub' images that resemble every query.")
 
 
 @st.cache_resource(show_spinner="Loading the encoder…")
@@ -167,7 +169,7 @@ def show_hits(hits: Sequence[Hit], key: str, columns: int = 4, more_like_this: b
         st.info("No results match the filters.")
         return
     if explain:
-        st.caption(SCORE_NOTE)
+        st.caption(MATCH_NOTE if hits[0].match is not None else SCORE_NOTE)
     grid = st.columns(columns)
     for rank, hit in enumerate(hits):
         with grid[rank % columns]:

@@ -6,7 +6,6 @@ import plotly.express as px
 import streamlit as st
 
 from app_shared import DISCLAIMER, frame, get_progress_store, show_record_image, source_line
-from mirage_core.concepts import teaching_terms
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
@@ -20,15 +19,17 @@ from mirage_core.quiz import (
     check_learner,
     make_pack,
     parse_pack,
+    why_right,
     why_wrong,
 )
-from mirage_core.quiz.packs import dump_pack
+from mirage_core.quiz.packs import dump_pack, pack_filename
 from mirage_core.quiz.schedule import when_due
 from mirage_core.quiz.store import mastery_by_topic, topic_name, weakest_topics
 
 KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Caption → image", "modality": "Modality",
               "region": "Body region", "arithmetic": "Latent arithmetic"}
 ANSWER_MARK = " :green[:material/check_circle: **answer**]"  # an icon font: emoji draw as boxes on many PCs
+PICK_MARK = " :red[:material/cancel: **your answer**]"
 # Presenter mode fills a projector: no sidebar or toolbar, the full width, type readable from the back row.
 PRESENTER_CSS = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"] {display: none;}
@@ -52,24 +53,29 @@ def topics() -> list[str]:
 
 
 def generate(n: int, kinds: list[str], difficulty: str, topic: str, seed: int | None = None):
+    """Questions, and what could not be made is said on the page (kept until the next quiz), not in a toast."""
     generator = QuestionGenerator(index, encoder, seed=random.randrange(2**31) if seed is None else seed)
     questions = generator.questions(n, kinds, difficulty, topic, allow_fewer=True)
-    if len(questions) < n:
-        st.toast(f"This corpus gives {len(questions)} such questions, not {n}")
-    if generator.dropped_kinds:
-        st.toast(f"Too few images here for: {', '.join(KIND_NAMES[k] for k in generator.dropped_kinds)}")
+    st.session_state["quiz_notes"] = generator.notes(KIND_NAMES, n, len(questions), topic)
     return questions
 
 
-def show_question(question, reveal: bool = False) -> None:
-    """The question's prompt and subject, and its options (images in a row, texts lettered)."""
+def show_notes() -> None:
+    for note in st.session_state.get("quiz_notes", []):
+        st.info(inert(note), icon=":material/info:")
+
+
+def show_question(question, reveal: bool = False, chosen: int | None = None) -> None:
+    """The question's prompt and subject, and its options (images in a row, texts lettered); revealed, the answer
+    is marked, and so is the student's own pick when it was wrong."""
     asked, quoted = question.prompt_parts
     st.markdown(f"**{inert(asked)}**")
     if quoted:
         st.markdown(f"> {inert(quoted)}")
     if question.kind in ("image_to_caption", "modality", "region"):
         show_record_image(index, question.subject_id, width=380)
-    marks = [ANSWER_MARK if reveal and option == question.correct else "" for option in question.options]
+    marks = [ANSWER_MARK if reveal and i == question.answer else PICK_MARK if reveal and i == chosen else ""
+             for i in range(len(question.options))]
     if question.options[0].record_id and question.kind in ("caption_to_image", "arithmetic"):
         columns = st.columns(len(question.options))
         for letter, option, mark, column in zip(LETTERS, question.options, marks, columns):
@@ -82,21 +88,24 @@ def show_question(question, reveal: bool = False) -> None:
 
 
 def explain(result) -> None:
-    """Feedback: right or wrong, the true caption and concepts, the source, and why the pick was wrong."""
+    """Feedback: right or wrong, why the answer is right and why the pick was wrong, the true caption, the source."""
     question = result.question
     if result.correct:
-        st.success(f"Right — {LETTERS[question.answer]}.")
+        st.success(f"Right — {LETTERS[question.answer]}. {why_right(question)}")
     else:
-        st.error(f"Not quite — the answer is {LETTERS[question.answer]}.")
+        st.error(f"Not quite — you chose {LETTERS[result.chosen]}; the answer is {LETTERS[question.answer]}.")
+        st.markdown(f"**Why {LETTERS[question.answer]} is right:** {inert(why_right(question))}")
     record = index.records[index.row_of(question.subject_id)] if question.subject_id else None
     if record is not None:
         st.markdown(f"**True caption** (by the article's authors): {inert(record.caption)}")
-        concepts = inert(", ".join(teaching_terms(record, index.concept_names))) or "—"
-        st.markdown(f"**Labels:** {inert(record.modality)} · {inert(record.region)}  \n**Key terms:** {concepts}")
+        terms = inert(", ".join(question.correct.findings)) if question.correct.record_id == record.id else ""
+        st.markdown(f"**Labels:** {inert(record.modality)} · {inert(record.region)}"
+                    + (f"  \n**Key terms:** {terms}" if terms else ""))
         st.markdown(f"**Source:** {source_line(record)}")
     if not result.correct:
         chosen = question.options[result.chosen]
-        st.markdown(f"**Why {LETTERS[result.chosen]} is wrong:** {inert(why_wrong(question, result.chosen))}.")
+        st.markdown(f"**Why {LETTERS[result.chosen]} (your answer) is wrong:** "
+                    f"{inert(why_wrong(question, result.chosen))}")
         if chosen.record_id:
             other = index.records[index.row_of(chosen.record_id)]
             st.markdown(f"Its own caption reads: “{inert(other.caption)}” ({source_line(other)})")
@@ -166,7 +175,7 @@ def run_quiz(session: QuizSession) -> None:
     st.progress(session.position / len(session.questions),
                 text=f"{inert(session.title)} — question {session.position + 1} of {len(session.questions)}")
     result = session.answered_current
-    show_question(question, reveal=result is not None)
+    show_question(question, reveal=result is not None, chosen=result.chosen if result is not None else None)
     if result is None:
         if session.hint_shown:
             st.info(f"Hint: {inert(question.hint)}")
@@ -231,6 +240,7 @@ with practice:
         if not learner:
             st.caption("Without a nickname your answers are not saved.")
     else:
+        show_notes()
         run_quiz(session)
 
 with review:
@@ -301,9 +311,11 @@ with instructor:
                     candidates, pack_kinds, pack_difficulty, pack_topic, seed)
             except MirageError as error:
                 st.error(inert(error))
+    if st.session_state.get("pack_candidates"):
+        show_notes()
     chosen = []
     for number, question in enumerate(st.session_state.get("pack_candidates", []), 1):
-        with st.expander(f"{number}. {KIND_NAMES[question.kind]} — {inert(question.topic)} — "
+        with st.expander(f"{number}. {KIND_NAMES[question.kind]} — {inert(topic_name(question.topic))} — "
                          f"{inert(question.summary())}"):
             show_question(question, reveal=True)
         if st.checkbox(f"Include question {number}", value=True, key=f"include-{question.id}"):
@@ -313,8 +325,10 @@ with instructor:
         author = st.text_input("Author")
         pack = make_pack(chosen, title, author, str(index.manifest.get("corpus", "")))
         left, middle, right = st.columns(3)
-        left.download_button("Download JSON", dump_pack(pack, "json"), "mirage-pack.json", "application/json")
-        middle.download_button("Download YAML", dump_pack(pack, "yaml"), "mirage-pack.yaml", "application/yaml")
+        left.download_button("Download JSON", dump_pack(pack, "json"), pack_filename(title, "json"),
+                             "application/json")
+        middle.download_button("Download YAML", dump_pack(pack, "yaml"), pack_filename(title, "yaml"),
+                               "application/yaml")
         if right.button("Present these", icon=":material/co_present:"):
             st.session_state["presenter"] = Presentation(chosen, title)
             st.rerun()

@@ -197,7 +197,7 @@ def test_generation_page_draws_marked_images_beside_real_ones(app_env):
     assert sum(c.value.startswith("**") for c in at.caption) == 6  # three real neighbours each, attributed
     neighbours = [hit for _, hits in generated for hit in hits]
     assert {hit.record.modality for hit in neighbours} == {"X-ray"}  # the prompt names X-ray: so do its neighbours
-    assert sum("hub" in c.value for c in at.caption) == 1  # one note on the score, not one per card
+    assert sum("Ranked by" in c.value for c in at.caption) == 1  # one note on the score, not one per card
     at.text_input[0].input("").run()
     next(b for b in at.button if b.label == "Generate").click().run()
     assert "empty" in at.error[0].value

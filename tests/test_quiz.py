@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -34,8 +35,10 @@ from mirage_core.quiz import (
     review,
     save_pack,
     validate,
+    why_right,
     why_wrong,
 )
+from mirage_core.quiz.explain import FILLER
 from mirage_core.quiz.packs import dump_pack
 from mirage_core.quiz.questions import NEAR_DUPLICATE, Option, Question
 
@@ -140,17 +143,22 @@ def test_harder_questions_have_closer_distractors(quiz_index):
 
 def test_topic_filters_subjects_and_bad_requests_are_clear(quiz_index):
     make = QuestionGenerator(quiz_index, LabelEncoder(), seed=1)
-    questions = make.questions(20, ["modality"], "medium", "modality:MRI")
-    assert {q.correct.text for q in questions} == {"MRI"}
+    questions = make.questions(20, list(KINDS), "medium", "modality:MRI")
+    assert questions and all(q.kind != "modality" and q.topic == "modality:MRI" for q in questions)  # no giveaways
+    assert all(quiz_index.records[quiz_index.row_of(q.subject_id)].modality == "MRI" for q in questions)
+    assert any("same answer" in note for note in make.notes({}, 20, len(questions), "modality:MRI"))
+    with pytest.raises(MirageError, match="same answer"):
+        QuestionGenerator(quiz_index, seed=1).questions(5, ["modality"], topic="modality:MRI")
     with pytest.raises(MirageError, match="unknown topic"):
         QuestionGenerator(quiz_index, seed=1).questions(5, ["modality"], topic="modality:sonar")
     with pytest.raises(MirageError, match="unknown question type"):
         QuestionGenerator(quiz_index, seed=1).questions(5, ["essay"])
     with pytest.raises(MirageError, match="could be made"):
-        QuestionGenerator(quiz_index, seed=1).questions(50, ["modality"], topic="modality:mammography")
-    few = QuestionGenerator(quiz_index, seed=1).questions(50, ["modality"], topic="modality:mammography",
+        QuestionGenerator(quiz_index, seed=1).questions(50, ["region"], topic="modality:mammography")
+    few = QuestionGenerator(quiz_index, seed=1).questions(50, ["region"], topic="modality:mammography",
                                                           allow_fewer=True)
-    assert 0 < len(few) < 50 and {q.correct.text for q in few} == {"mammography"}
+    assert 0 < len(few) < 50
+    assert {quiz_index.records[quiz_index.row_of(q.subject_id)].modality for q in few} == {"mammography"}
 
 
 def test_validate_rejects_unsound_questions():
@@ -328,7 +336,8 @@ def test_a_topic_pack_holds_only_questions_of_that_topic(quiz_index):
     make = QuestionGenerator(quiz_index, LabelEncoder(), seed=4)
     questions = make.questions(12, KINDS, "medium", "modality:CT")
     assert len(questions) == 12 and {q.topic for q in questions} == {"modality:CT"}
-    assert "region" in make.dropped_kinds  # region questions are about regions: they cannot serve a CT pack
+    assert "modality" in make.dropped_kinds  # every modality question of a CT pack would answer "CT"
+    assert all(quiz_index.records[quiz_index.row_of(q.subject_id)].modality == "CT" for q in questions)
 
 
 def test_mastery_by_topic_names_topics_and_puts_the_weakest_first():
@@ -368,19 +377,35 @@ def test_findings_survive_a_pack_round_trip(generated):
 
 def test_why_a_distractor_is_wrong_names_what_tells_it_apart(generated):
     _, questions = generated
-    hard = next(q for q in questions if q.difficulty == "hard" and q.kind == "image_to_caption")
+    hard = next(q for q in questions if q.difficulty == "hard" and q.kind == "image_to_caption"
+                and all(o.findings for o in q.options))
     wrong = next(i for i in range(len(hard.options)) if i != hard.answer)
     reason = why_wrong(hard, wrong)
-    assert reason.startswith(f"same {hard.correct.modality} · {hard.correct.region}, but it shows ")
+    assert reason.startswith("Wrong: it is also ") and f"of the {hard.correct.region}" in reason
     assert hard.options[wrong].findings[0] in reason and why_wrong(hard, hard.answer) == ""
+    assert why_right(hard).startswith("Right: ") and hard.correct.findings[0] in why_right(hard)
     label = next(q for q in questions if q.kind == "modality")
     other = (label.answer + 1) % len(label.options)
-    assert why_wrong(label, other) == f"the image is labelled {label.correct.text}, not {label.options[other].text}"
+    assert why_wrong(label, other).startswith(f"Not {label.options[other].text}: ")
+    assert label.correct.text in why_wrong(label, other) and "labelled" not in why_wrong(label, other)  # not circular
     easy = next(q for q in questions if q.difficulty == "easy" and q.kind == "caption_to_image"
                 and any((o.modality, o.region) != (q.correct.modality, q.correct.region) for o in q.options))
     wrong = next(i for i, o in enumerate(easy.options) if (o.modality, o.region) != (easy.correct.modality,
                                                                                       easy.correct.region))
-    assert why_wrong(easy, wrong).startswith("it is ") and "; the case is " in why_wrong(easy, wrong)
+    assert why_wrong(easy, wrong).startswith("Wrong: this image belongs to ") and ", but the case is " in why_wrong(
+        easy, wrong)
+
+
+def test_every_option_explains_itself_in_whole_words(generated):
+    generator, questions = generated
+    index = generator.index
+    for question in questions:
+        for option in question.options:
+            assert len(option.why.split()) >= 6  # a sentence, not a label
+            for term in option.findings:  # a key term is a whole word (or phrase) of its own caption
+                caption = index.records[index.row_of(option.record_id)].caption.lower()
+                assert re.search(r"(?<![a-z])" + re.escape(term) + r"(?![a-z])", caption), (term, caption)
+                assert term not in FILLER
 
 
 def test_a_presentation_reveals_step_by_step_and_never_runs_off_its_ends(generated):

@@ -245,6 +245,7 @@ def honest_indexes(corpus, weights_dir: Path, cache_dir: Path, tune_too: bool, l
         folder = Path(weights_dir) / name
         if not (folder / "heads.safetensors").exists():
             learnt = {r.id for r in learn}  # the features of every record are cached once, whichever part learns
+            folder.mkdir(parents=True, exist_ok=True)
             train_lite(learn, [r for r in corpus.records if r.id not in learnt], folder, None, cache_dir, log,
                        corpus.name)
         encoder = create_encoder(f"lite:{folder / 'heads.safetensors'}")

@@ -7,8 +7,9 @@ have real neighbourhoods, and an approximate index's recall means what it would 
 random vectors every neighbour is a coin toss). Each row gets a real caption (the configured corpus' captions,
 repeated) for the words channel, and a meaning vector drawn around the sentence vectors of those captions the
 same way. The hybrid path (`search.search_text`) includes every channel: one pass of the query text encoder, the
-image and meaning scans, BM25 and the fusion; the dense path is the query encoder and the image scan alone. Recall@10 is against a float64 brute force over the same rows
-and queries, so for the exact backend it checks that the int8 scan's preselection lost nothing. Latency
+image and meaning scans, BM25 and the fusion; the dense path is the query encoder and the image scan alone.
+Recall@10 (of the dense path) is against a float64 brute force over the same rows and queries, so for the exact
+backend it checks that the int8 scan's preselection lost nothing. Latency
 includes encoding the query text. For the exact backend the original MIRAGE's path runs in the same process,
 interleaved query by query: an open_clip ViT-L-14 text tower (768-d; random weights cost the same time as
 trained ones), a float32 product and a full `argsort`.

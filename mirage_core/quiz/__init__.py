@@ -8,7 +8,7 @@
 """
 
 from .packs import PackError, make_pack, parse_pack, read_pack, save_pack
-from .questions import DIFFICULTIES, KINDS, Option, Question, QuestionGenerator, validate, why_wrong
+from .questions import DIFFICULTIES, KINDS, Option, Question, QuestionGenerator, validate, why_right, why_wrong
 from .schedule import Card, grade, review
 from .session import LETTERS, PRESENTER_STEPS, Presentation, QuizSession, Result
 from .store import ProgressStore, check_learner
@@ -16,5 +16,5 @@ from .store import ProgressStore, check_learner
 __all__ = [
     "DIFFICULTIES", "KINDS", "LETTERS", "PRESENTER_STEPS", "Card", "Option", "PackError", "Presentation",
     "ProgressStore", "Question", "QuestionGenerator", "QuizSession", "Result", "check_learner", "grade", "make_pack",
-    "parse_pack", "read_pack", "review", "save_pack", "validate", "why_wrong",
+    "parse_pack", "read_pack", "review", "save_pack", "validate", "why_right", "why_wrong",
 ]

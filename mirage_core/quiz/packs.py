@@ -52,6 +52,15 @@ class PackError(MirageError):
     """A pack file that cannot be used, and why."""
 
 
+def pack_filename(title: str, kind: str = "json") -> str:
+    """A file name from the pack's title: 'Chest X-ray week 3' → 'chest-x-ray-week-3.json' (letters, digits and
+    hyphens only, so no title can name a path)."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "-", str(title).lower()).strip("-")[:60].strip("-")
+    return f"{slug or 'mirage-pack'}.{kind}"
+
+
 def make_pack(questions: Sequence[Question], title: str, author: str = "", corpus: str = "") -> dict:
     if not questions:
         raise PackError("a pack needs at least one question")
@@ -166,7 +175,7 @@ def _question(item: object, number: int, name: str) -> Question:
     texts = [item.get(key) or "" for key in TEXT_FIELDS] + [str(v) for o in options for v in o.values()]
     if any(len(text) > MAX_TEXT for text in texts):
         raise PackError(f"{where}: a text field is longer than {MAX_TEXT:,} characters")
-    allowed = {"text", "record_id", "modality", "region"}
+    allowed = {"text", "record_id", "modality", "region", "why"}
     fields = {"kind", "prompt", "options", "answer", "subject_id", "topic", "difficulty", "hint", "expression"}
     try:
         question = Question.from_dict({

@@ -20,6 +20,7 @@ seed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -29,9 +30,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..concepts import named
 from ..errors import MirageError
 from ..index import Index
-from ..labels import MODALITIES, REGIONS, UNKNOWN, modalities_named, region_of, teaching_keywords
+from ..labels import MODALITIES, REGIONS, UNKNOWN
+from .explain import explain, key_terms, topic_name
 
 KINDS = ("image_to_caption", "caption_to_image", "modality", "region", "arithmetic")
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -50,7 +53,8 @@ class Option:
     record_id: str = ""
     modality: str = UNKNOWN
     region: str = UNKNOWN
-    findings: tuple[str, ...] = ()  # the record's key terms that name neither a modality nor a region
+    findings: tuple[str, ...] = ()  # what the record shows, in whole caption words (`explain.key_terms`)
+    why: str = ""  # why this option is right, or wrong (`explain`), in sentences
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,12 @@ class Question:
     def correct(self) -> Option:
         return self.options[self.answer]
 
+    def explained(self) -> Question:
+        """The question with every option's `why` written (kept where an option already has one, as a pack's)."""
+        reasons = explain(self.kind, self.options, self.answer, self.expression)
+        options = tuple(o if o.why else dataclasses.replace(o, why=r) for o, r in zip(self.options, reasons))
+        return dataclasses.replace(self, options=options)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -121,25 +131,24 @@ def hint_problem(question: Question) -> str | None:
 
 
 def why_wrong(question: Question, chosen: int) -> str:
-    """Why option `chosen` is not the answer, in plain words from the labels and findings (for feedback and the
-    presenter's reveal); "" for the answer itself."""
+    """Why option `chosen` is not the answer, in sentences (for feedback and the presenter's reveal); "" for the
+    answer itself."""
     if chosen == question.answer:
         return ""
-    option, answer = question.options[chosen], question.correct
-    if not option.record_id:  # a label
-        return f"the image is labelled {answer.text}, not {option.text}"
+    return question.options[chosen].why or explain(question.kind, question.options, question.answer,
+                                                   question.expression)[chosen]
 
-    def described(o: Option) -> str:
-        return " · ".join(label for label in (o.modality, o.region) if label != UNKNOWN) or "unlabelled"
 
-    if question.kind == "arithmetic":
-        return (f"it is {described(option)}; the arithmetic asks for {answer.modality} of the {answer.region} "
-                f"(the query's region, the added modality)")
-    if (option.modality, option.region) != (answer.modality, answer.region):
-        return f"it is {described(option)}; the case is {described(answer)}"
-    own = ", ".join(option.findings[:3]) or "another finding"
-    case = ", ".join(answer.findings[:3])
-    return f"same {described(option)}, but it shows {own}" + (f" — the case shows {case}" if case else "")
+def why_right(question: Question) -> str:
+    """Why the answer is right, in a sentence."""
+    return question.correct.why or explain(question.kind, question.options, question.answer,
+                                           question.expression)[question.answer]
+
+
+def topic_kind(topic: str) -> str | None:
+    """The kind of question a topic already answers: 'region' for 'region:chest', 'modality' for 'modality:CT'."""
+    kind = str(topic or "").partition(":")[0]
+    return kind if kind in ("modality", "region") and ":" in str(topic) else None
 
 
 def topic_of(kind: str, option: Option) -> str:
@@ -216,9 +225,16 @@ class QuestionGenerator:
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise MirageError(f"unknown question type(s) {unknown}: choose from {', '.join(KINDS)}")
+        subjects = self._subjects(topic)  # an unknown topic is said first
+        answered = topic_kind(topic)
+        if answered in kinds:  # a region topic answers every region question: the answer would always be the same
+            kinds.remove(answered)
+            self.dropped_kinds.append(answered)
+            if not kinds:
+                raise MirageError(f"every {answered} question of the topic {topic_name(topic)} has the same answer: "
+                                  "choose other kinds of question, or the mixed topic")
         if difficulty not in DIFFICULTIES:
             raise MirageError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, not '{difficulty}'")
-        subjects = self._subjects(topic)
         made: list[Question] = []
         seen: set[str] = set()
         failures = dict.fromkeys(kinds, 0)
@@ -229,7 +245,7 @@ class QuestionGenerator:
             budget -= 1
             self.attempts += 1
             question = self._make(kind, int(self.rng.choice(subjects)), difficulty)
-            off_topic = question is not None and topic != "mixed" and question.topic != topic
+            off_topic = question is not None and not self._on_topic(question, topic)
             if question is None or off_topic or validate(question) is not None or question.card_id in seen:
                 self.rejected += 1
                 failures[kind] += 1
@@ -240,7 +256,9 @@ class QuestionGenerator:
                 continue
             failures[kind] = 0
             seen.add(question.card_id)
-            made.append(question)
+            if topic and topic != "mixed":  # mastery is tracked under the topic the student chose
+                question = dataclasses.replace(question, topic=topic)
+            made.append(question.explained())
         if len(made) < n and not (allow_fewer and made):
             raise MirageError(
                 f"only {len(made)} of {n} questions could be made for topic '{topic}' from {len(self.index)} "
@@ -248,9 +266,31 @@ class QuestionGenerator:
             )
         return made
 
+    def notes(self, kind_names: dict[str, str], wanted: int, made: int, topic: str) -> list[str]:
+        """What a student or instructor should know about the last `questions` call, in sentences."""
+        notes = []
+        if made < wanted:
+            notes.append(f"This corpus gives {made} such questions, not {wanted}.")
+        answered = topic_kind(topic)
+        if answered in self.dropped_kinds:
+            notes.append(f"No {kind_names.get(answered, answered)} questions in the topic {topic_name(topic)}: every "
+                         f"one would have the same answer, {topic.partition(':')[2]}.")
+        scarce = [kind_names.get(k, k) for k in dict.fromkeys(self.dropped_kinds) if k != answered]
+        if scarce:
+            notes.append(f"Too few suitable images here for: {', '.join(scarce)} — the other kinds fill in.")
+        return notes
+
     @property
     def rejected_share(self) -> float:
         return self.rejected / self.attempts if self.attempts else 0.0
+
+    def _on_topic(self, question: Question, topic: str) -> bool:
+        """Whether the question's subject (the answer's record, for arithmetic) carries the topic's label."""
+        if not topic or topic == "mixed":
+            return True
+        key, _, value = topic.partition(":")
+        record = self.index.records[self.index.row_of(question.subject_id)]
+        return getattr(record, key) == value
 
     # -- subjects and candidates ---------------------------------------------------------------------------
     def _subjects(self, topic: str) -> np.ndarray:
@@ -283,8 +323,7 @@ class QuestionGenerator:
 
     def _option(self, row: int, text: str | None = None) -> Option:
         record = self.index.records[row]
-        findings = tuple(sorted({k.lower() for k in teaching_keywords(record.keywords, limit=50)
-                                 if not modalities_named(k) and region_of(k) == UNKNOWN}))
+        findings = key_terms(record.caption, record.keywords, named(record.cuis, self.index.concept_names))
         return Option(text if text is not None else record.caption, record.id, record.modality, record.region,
                       findings)
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import MirageError
 from ..files import write_text
+from .explain import topic_name
 from .questions import Question
 from .schedule import Card, grade, review
 
@@ -310,12 +311,6 @@ def _insert(connection: sa.Connection):
 def _reason(error: Exception) -> str:
     original = getattr(error, "orig", None) or error
     return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-
-
-def topic_name(topic: str) -> str:
-    """'modality:CT' → 'CT (modality)', 'region:upper limb' → 'upper limb (region)', for people."""
-    kind, _, value = topic.partition(":")
-    return f"{value} ({kind})" if value else topic
 
 
 @dataclass(frozen=True)

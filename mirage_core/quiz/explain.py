@@ -1,0 +1,169 @@
+"""Why each option of a question is right or wrong, in sentences a student can learn from.
+
+A question's options differ by modality, body region or finding; each explanation names what tells this option
+apart from the answer, in whole words: the caption's own words for the finding (ROCO's keyword files are
+stemmed — "kyphoscoliosi" — so each keyword is shown as the caption word it was cut from, or not at all) and
+short descriptions of what a modality looks like and what a region holds. Filler ("fig", "first", "month") and
+the modality's or region's own name are never offered as a finding. Offline and deterministic: made from the
+corpus, never from a language model.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..labels import FILLER_KEYWORDS, UNKNOWN, modalities_named, region_of
+from ..text import _TOKEN, stem
+
+MODALITY_TRAITS = {
+    "X-ray": "a projection radiograph, where everything the beam crossed overlaps in one picture",
+    "CT": "cross-sectional slices computed from X-rays, with bone bright white and soft tissue in shades of grey",
+    "MRI": "cross-sectional images whose contrast depends on the sequence, with dark cortical bone and fine "
+           "soft-tissue detail",
+    "ultrasound": "a fan-shaped, speckled sector image made with sound waves",
+    "angiography": "vessels filled with contrast agent, often against a subtracted background",
+    "fluoroscopy": "real-time X-ray images, usually of contrast agent in a hollow organ",
+    "nuclear/PET": "a map of tracer uptake, where active tissue lights up as bright spots",
+    "mammography": "a low-dose, compressed X-ray of the breast",
+}
+REGION_CONTENTS = {
+    "head": "the skull, brain, face or teeth", "neck": "the throat, thyroid and neck vessels",
+    "spine": "the vertebrae, discs and spinal canal", "chest": "the lungs, heart, ribs and mediastinum",
+    "breast": "breast tissue and the axilla", "abdomen": "the liver, bowel, kidneys and other abdominal organs",
+    "pelvis": "the pelvic bones, bladder and reproductive organs",
+    "upper limb": "the bones and joints of the shoulder, arm or hand",
+    "lower limb": "the bones and joints of the hip, leg or foot",
+}
+FILLER = FILLER_KEYWORDS | {
+    "fig", "figure", "first", "second", "third", "finding", "findings", "contact", "month", "months", "week", "weeks",
+    "day", "days", "axial", "coronal", "sagittal", "transverse", "section", "sections", "sequence", "weighted",
+    "imaging", "image", "images", "patient", "demonstrating", "demonstrates", "revealed", "reveals", "revealing",
+    "showed", "follow-up", "postoperative", "preoperative", "after", "before", "with", "without", "within",
+    "obtained", "performed", "taken", "examination", "study", "appearance", "diameter", "size", "measuring",
+    "typical", "evidence", "suggestive", "consistent", "compatible", "multiple", "bilateral", "region", "regions",
+    "transversal", "longitudinal", "oblique", "presence", "absence", "present", "noted", "compared", "extension",
+    "extending", "involvement", "associated", "suggesting", "mild", "moderate", "severe", "marked", "prominent",
+    "slight", "visible", "seen", "identified", "detected", "located", "measured", "shown", "indicated", "level",
+    "levels", "view", "views", "plane", "planes", "slice", "slices", "scan", "scans", "film", "films", "panel",
+    "panels", "arrow", "arrows", "arrowhead", "arrowheads", "asterisk", "circle", "star", "case", "cases",
+    "year", "years", "old", "male", "female", "woman", "man", "child", "infant", "initial", "final", "later",
+    "early", "late", "days", "hours", "time", "times", "point", "points", "side", "sides", "part", "portion",
+    "aspect", "area", "areas", "zone", "site", "sites", "pattern", "patterns", "feature", "features", "sign",
+    "signs", "change", "changes", "status", "process", "structure", "structures", "tissue", "contrast", "enhanced",
+    "enhancement", "injection", "phase", "window", "protocol", "technique", "reconstruction", "duplex",
+}
+MIN_WORDS = 6
+
+
+def topic_name(topic: str) -> str:
+    """'modality:CT' → 'CT (modality)', 'region:upper limb' → 'upper limb (region)', for people."""
+    kind, _, value = str(topic).partition(":")
+    return f"{value} ({kind})" if value else str(topic)
+
+
+def key_terms(caption: str, keywords, concept_names=(), limit: int = 3) -> tuple[str, ...]:
+    """What the case shows, in whole words of its caption: each keyword as the caption word it stems from, then
+    the UMLS concept names the caption itself says; no filler, no modality or region names, no repeats."""
+    words = {}
+    for token in _TOKEN.findall(caption):
+        words.setdefault(stem(token.lower()), token.lower())
+    found: list[str] = []
+    candidates = [str(k) for k in keywords] + [str(n) for n in concept_names]
+    for candidate in candidates:
+        parts = candidate.lower().split()
+        if len(parts) == 1:  # a ROCO keyword is a stem: the caption word that starts with it, or has its stem
+            key = parts[0]
+            word = words.get(stem(key)) or next((w for w in words.values() if len(key) > 3 and w.startswith(key)),
+                                                None)
+        else:  # a concept name of several words counts only as the caption says it
+            word = candidate.lower() if re.search(r"\b" + re.escape(candidate.lower()) + r"\b", caption.lower()) \
+                else None
+        if not word or len(word) < 4 or word in found or set(word.split()) & FILLER:
+            continue
+        if modalities_named(word) or (region_of(word) != UNKNOWN and len(word.split()) == 1):
+            continue
+        found.append(word)
+        if len(found) == limit:
+            break
+    return tuple(found)
+
+
+def _what(modality: str, region: str) -> str:
+    """'a CT of the chest', 'an ultrasound image', 'an image of the abdomen', 'an unlabelled image'."""
+    if modality != UNKNOWN and region != UNKNOWN:
+        return f"{_article(modality)} {modality} of the {region}"
+    if modality != UNKNOWN:
+        return f"{_article(modality)} {modality} image"
+    if region != UNKNOWN:
+        return f"an image of the {region}"
+    return "an image whose modality and region the caption does not name"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" or word in ("MRI", "X-ray") else "a"
+
+
+def _showing(findings) -> str:
+    return f" showing {_joined(findings)}" if findings else ""
+
+
+def _joined(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def explain(kind: str, options, answer: int, expression: str = "") -> tuple[str, ...]:
+    """One sentence (or two) for every option: why the answer is right, why each other option is wrong."""
+    right = options[answer]
+    reasons = []
+    for i, option in enumerate(options):
+        if kind in ("modality", "region"):
+            reasons.append(_label_reason(kind, option, right, i == answer))
+        elif kind == "arithmetic":
+            reasons.append(_arithmetic_reason(option, right, i == answer, expression))
+        else:
+            reasons.append(_case_reason(kind, option, right, i == answer))
+    return tuple(reasons)
+
+
+def _label_reason(kind: str, option, right, correct: bool) -> str:
+    if kind == "modality":
+        if correct:
+            return f"Right: the case is {_article(right.text)} {right.text} — {MODALITY_TRAITS[right.text]}."
+        return (f"Not {option.text}: {option.text} would be {MODALITY_TRAITS.get(option.text, 'another technique')}; "
+                f"this case is {right.text}, {MODALITY_TRAITS.get(right.text, 'another technique')}.")
+    if correct:
+        return f"Right: the image shows the {right.text}, with {REGION_CONTENTS[right.text]}."
+    return (f"Not the {option.text}: that would show {REGION_CONTENTS.get(option.text, 'other structures')}, while "
+            f"this image shows the {right.text}, with {REGION_CONTENTS.get(right.text, 'other structures')}.")
+
+
+def _case_reason(kind: str, option, right, correct: bool) -> str:
+    noun = "caption" if kind == "image_to_caption" else "image"
+    if correct:
+        return (f"Right: this {noun} is the case's own — {_what(right.modality, right.region)}"
+                f"{_showing(right.findings)}.")
+    mine = _what(option.modality, option.region)
+    theirs = _what(right.modality, right.region)
+    if (option.modality, option.region) != (right.modality, right.region):
+        return (f"Wrong: this {noun} belongs to {mine}{_showing(option.findings)}, but the case is "
+                f"{theirs}{_showing(right.findings)}.")
+    if option.findings:
+        return (f"Wrong: it is also {mine}, but it shows {_joined(option.findings)}"
+                + (f", while the case shows {_joined(right.findings)}." if right.findings else
+                   ", which the case does not show."))
+    return f"Wrong: it is also {mine}, but it belongs to another patient with a different finding."
+
+
+def _arithmetic_reason(option, right, correct: bool, expression: str) -> str:
+    if correct:
+        return (f"Right: {expression} keeps the query's body region, the {right.region}, and swaps its modality for "
+                f"the one added, {right.modality}.")
+    if option.region == right.region and option.modality != right.modality:
+        return (f"Wrong: it is {_what(option.modality, option.region)} — the right region, but the arithmetic asks "
+                f"for {right.modality}, the modality it adds.")
+    if option.modality == right.modality:
+        return (f"Wrong: it is {_what(option.modality, option.region)} — the added modality, but in another region; "
+                f"the arithmetic keeps the {right.region}.")
+    return (f"Wrong: it is {_what(option.modality, option.region)}: neither the {right.region} with {right.modality} "
+            "that the arithmetic asks for, nor anything it adds.")
