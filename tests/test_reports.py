@@ -14,9 +14,9 @@ from mirage_core.corpus import Record
 from mirage_core.encoders.base import normalise_rows
 from mirage_core.errors import MirageError, QueryError
 from mirage_core.index import Index, build_index
-from mirage_core.search import search_text
 from mirage_core.llm import Generation, check_model_text, create_llm, enrich_report, expand_query
 from mirage_core.reports import Report, Source, _label_statement, enrich_query, grounded_report
+from mirage_core.search import search_text
 
 
 @pytest.fixture(scope="module")

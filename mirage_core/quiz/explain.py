@@ -47,7 +47,7 @@ FILLER = FILLER_KEYWORDS | {
     "levels", "view", "views", "plane", "planes", "slice", "slices", "scan", "scans", "film", "films", "panel",
     "panels", "arrow", "arrows", "arrowhead", "arrowheads", "asterisk", "circle", "star", "case", "cases",
     "year", "years", "old", "male", "female", "woman", "man", "child", "infant", "initial", "final", "later",
-    "early", "late", "days", "hours", "time", "times", "point", "points", "side", "sides", "part", "portion",
+    "early", "late", "hours", "time", "times", "point", "points", "side", "sides", "part", "portion",
     "aspect", "area", "areas", "zone", "site", "sites", "pattern", "patterns", "feature", "features", "sign",
     "signs", "change", "changes", "status", "process", "structure", "structures", "tissue", "contrast", "enhanced",
     "enhancement", "injection", "phase", "window", "protocol", "technique", "reconstruction", "duplex",
