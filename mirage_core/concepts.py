@@ -6,6 +6,9 @@ associated with it: the phrase that appears in most of the captions tagged with 
 in the others (precision), scored by coverage × precision. A CUI seen in fewer than `MIN_RECORDS` captions, or
 without a phrase that clears both floors, gets no name and is never shown. Measured against UMLS's own names on
 a hand-checked sample (`tests/fixtures/cui_names_checked.json`, see the README's model card).
+
+`key_terms` says what one case shows in whole words of its caption — what the quiz's explanations and the
+reports' key concepts name.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from .labels import FILLER_KEYWORDS, teaching_keywords
+from .labels import FILLER_KEYWORDS, UNKNOWN, modalities_named, region_of, teaching_keywords
+from .text import _TOKEN, stem
 
 MIN_RECORDS = 4  # captions tagged with a CUI before it gets a name
 MIN_SHARED = 3  # captions that must hold both the CUI and the phrase
@@ -25,6 +29,25 @@ _EDGE_WORDS = frozenset(
     "a an the of and or in on at to with without from by for is are was were be been this that these those there "
     "which who as into after before during showing shows shown demonstrating reveals revealing image images figure "
     "fig arrow arrows arrowhead arrowheads patient case left right".split())
+FILLER = FILLER_KEYWORDS | {
+    "fig", "figure", "first", "second", "third", "finding", "findings", "contact", "month", "months", "week", "weeks",
+    "day", "days", "axial", "coronal", "sagittal", "transverse", "section", "sections", "sequence", "weighted",
+    "imaging", "image", "images", "patient", "demonstrating", "demonstrates", "revealed", "reveals", "revealing",
+    "showed", "follow-up", "postoperative", "preoperative", "after", "before", "with", "without", "within",
+    "obtained", "performed", "taken", "examination", "study", "appearance", "diameter", "size", "measuring",
+    "typical", "evidence", "suggestive", "consistent", "compatible", "multiple", "bilateral", "region", "regions",
+    "transversal", "longitudinal", "oblique", "presence", "absence", "present", "noted", "compared", "extension",
+    "extending", "involvement", "associated", "suggesting", "mild", "moderate", "severe", "marked", "prominent",
+    "slight", "visible", "seen", "identified", "detected", "located", "measured", "shown", "indicated", "level",
+    "levels", "view", "views", "plane", "planes", "slice", "slices", "scan", "scans", "film", "films", "panel",
+    "panels", "arrow", "arrows", "arrowhead", "arrowheads", "asterisk", "circle", "star", "case", "cases",
+    "year", "years", "old", "male", "female", "woman", "man", "child", "infant", "initial", "final", "later",
+    "early", "late", "hours", "time", "times", "point", "points", "side", "sides", "part", "portion",
+    "aspect", "area", "areas", "zone", "site", "sites", "pattern", "patterns", "feature", "features", "sign",
+    "signs", "change", "changes", "status", "process", "structure", "structures", "tissue", "contrast", "enhanced",
+    "enhancement", "injection", "phase", "window", "protocol", "technique", "reconstruction", "duplex",
+}
+
 _UNTEACHABLE = FILLER_KEYWORDS | {"month", "months", "day", "days", "week", "weeks", "section", "imaging"}
 
 
@@ -86,3 +109,31 @@ def teaching_terms(record, names: dict[str, str], limit: int = 8) -> list[str]:
             terms.append(name)
             said.add(name)
     return terms
+
+
+def key_terms(caption: str, keywords, concept_names=(), limit: int = 3, anatomy: bool = False) -> tuple[str, ...]:
+    """What the case shows, in whole words of its caption: each keyword as the caption word it stems from (ROCO's
+    keyword files are stemmed: "kyphoscoliosi" is shown as "kyphoscoliosis" or not at all), then the UMLS concept
+    names the caption itself says; no filler, no modality names, no region names unless `anatomy`, no repeats."""
+    words = {}
+    for token in _TOKEN.findall(caption):
+        words.setdefault(stem(token.lower()), token.lower())
+    found: list[str] = []
+    candidates = [str(k) for k in keywords] + [str(n) for n in concept_names]
+    for candidate in candidates:
+        parts = candidate.lower().split()
+        if len(parts) == 1:  # a ROCO keyword is a stem: the caption word that starts with it, or has its stem
+            key = parts[0]
+            word = words.get(stem(key)) or next((w for w in words.values() if len(key) > 3 and w.startswith(key)),
+                                                None)
+        else:  # a concept name of several words counts only as the caption says it
+            word = candidate.lower() if re.search(r"\b" + re.escape(candidate.lower()) + r"\b", caption.lower()) \
+                else None
+        if not word or len(word) < 4 or word in found or set(word.split()) & FILLER:
+            continue
+        if modalities_named(word) or (not anatomy and region_of(word) != UNKNOWN and len(word.split()) == 1):
+            continue
+        found.append(word)
+        if len(found) == limit:
+            break
+    return tuple(found)

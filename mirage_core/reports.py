@@ -6,15 +6,16 @@ cases and composes:
   the share of support, citing the cases that carry the winning label;
 - **findings**: sentences of the cases' captions ranked by similarity to the query (near-duplicates
   dropped), each citing its case;
-- **key concepts**: ROCO keywords shared by the cases (filler words and bare UMLS codes left out), each
-  citing the cases that have it;
-- **sources**: numbered ROCO ids with their PMC article and licence.
+- **key concepts**: the findings and anatomy the cases share, in whole words of their captions (`concepts.key_terms`:
+  no stems, no filler, not the modality's own name), each citing the cases that have it;
+- **sources**: numbered ROCO ids with their PMC article and licence, in ranking order; a case from an animal
+  study, a phantom or a cadaver is flagged as such (`non_human`).
 Every statement cites at least one source, and the sources are exactly the retrieved cases. When no case
 is close enough (below the similarity floor, or a text whose words the corpus never uses) the report says
 it found nothing relevant instead of inventing.
 
-`enrich_query` expands a text query (with an LLM, or with the key concepts of its nearest cases), re-encodes
-it and re-ranks, returning both rankings.
+`enrich_query` expands a text query (with an LLM, or with the key concepts of its nearest cases) and searches
+again, returning both result lists — the first is exactly the list the report is grounded in.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .concepts import teaching_terms
+from .concepts import key_terms, named
 from .display import inert, link
-from .encoders.base import Encoder, normalise_rows
+from .encoders.base import Encoder
 from .index import Hit, Index
 from .labels import UNKNOWN
 from .query import Query, as_unit_vector, check_query_text, kind_of
@@ -40,6 +41,13 @@ from .text import words
 FINDINGS = 4
 CONCEPTS = 8
 DUPLICATE_SENTENCE = 0.92
+NON_HUMAN = {  # caption words that say a case is not a patient's
+    "animal study": re.compile(r"\b(pigs?|porcine|swine|piglets?|rats?|murine|mouse|mice|canine|dogs?|rabbits?|"
+                               r"sheep|ovine|bovine|equine|horses?|primates?|monkeys?|animal model|in an animal)\b",
+                               re.IGNORECASE),
+    "phantom": re.compile(r"\bphantoms?\b", re.IGNORECASE),
+    "cadaver": re.compile(r"\bcadaver(s|ic)?\b|\bex vivo\b|\bpost-?mortem\b", re.IGNORECASE),
+}
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 GENERIC_WORDS = {
     "arrow", "arrows", "arrowhead", "image", "images", "right", "left", "patient", "showing", "show", "shows",
@@ -61,6 +69,17 @@ class Source:
     licence_url: str
     modality: str
     region: str
+    flag: str = ""  # "animal study", "phantom" or "cadaver" when the caption says so (`non_human`)
+
+    @property
+    def anchor(self) -> str:
+        """The id of this source's place on a page, which its [n] citations link to."""
+        return f"source-{self.number}"
+
+
+def non_human(caption: str) -> str:
+    """'animal study', 'phantom' or 'cadaver' when a caption says its image is not of a patient, else ''."""
+    return next((flag for flag, pattern in NON_HUMAN.items() if pattern.search(caption)), "")
 
 
 @dataclass(frozen=True)
@@ -71,9 +90,12 @@ class Statement:
     def cited(self) -> str:
         return f"{self.text} {''.join(f'[{n}]' for n in self.sources)}"
 
-    def cited_markdown(self) -> str:
-        """`cited()` with the statement's words inert (they come from captions) and the numbers as text."""
-        return inert(self.cited())
+    def cited_markdown(self, linked: bool = False) -> str:
+        """`cited()` with the statement's words inert (they come from captions); with `linked`, each [n] links to
+        its source's place on the page (`Source.anchor`)."""
+        if not linked:
+            return inert(self.cited())
+        return f"{inert(self.text)} " + "".join(f"[\\[{n}\\]](#source-{n})" for n in self.sources)
 
 
 @dataclass
@@ -93,26 +115,29 @@ class Report:
     def statements(self) -> list[Statement]:
         return [s for s in (self.modality, self.region) if s] + self.findings + self.concepts
 
-    def to_markdown(self, level: int = 1, title: bool = True) -> str:
+    def to_markdown(self, level: int = 1, title: bool = True, linked: bool = False) -> str:
         """The report as a Markdown document; `level` is the title's heading level (sections one below) and
-        `title=False` leaves the title out, for a page that shows the report under a heading of its own."""
+        `title=False` leaves the title out, for a page that shows the report under a heading of its own;
+        `linked` makes each [n] a link to its source's image on the page."""
         title_mark, section = "#" * level, "#" * (level + 1)
         lines = [f"{title_mark} MIRAGE report: {inert(self.query)}", ""] if title else []
         lines += ["*Educational summary composed from retrieved real cases — not a diagnosis.*", ""]
         if self.nothing_found:
             return "\n".join([*lines, self.nothing_found, ""])
         lines += [f"{section} Modality and region", ""]
-        lines += [f"- {s.cited_markdown()}" for s in (self.modality, self.region) if s]
-        lines += ["", f"{section} Findings in similar cases", ""] + [f"- {s.cited_markdown()}" for s in self.findings]
-        lines += ["", f"{section} Key concepts", ""] + [f"- {s.cited_markdown()}" for s in self.concepts]
+        lines += [f"- {s.cited_markdown(linked)}" for s in (self.modality, self.region) if s]
+        lines += ["", f"{section} Findings in similar cases", ""] + [f"- {s.cited_markdown(linked)}"
+                                                                     for s in self.findings]
+        lines += ["", f"{section} Key concepts", ""] + [f"- {s.cited_markdown(linked)}" for s in self.concepts]
         lines += ["", f"{section} Sources", ""]
         if self.left_out:
             lines += [f"*{self.left_out} more retrieved case(s) were left out: too far from the query to ground "
                       "a statement.*", ""]
         for source in self.sources:
             article = link(source.pmc_id, source.article_url) if source.article_url else "PMC article unknown"
+            flag = f" **{source.flag.upper()}, not a patient.**" if source.flag else ""
             lines.append(f"{source.number}. {inert(source.record_id)} — {article}, "
-                         f"{link(source.licence, source.licence_url)} (similarity {source.similarity:.2f}): "
+                         f"{link(source.licence, source.licence_url)} (similarity {source.similarity:.2f}):{flag} "
                          f"{inert(source.caption)}")
         return "\n".join(lines) + "\n"
 
@@ -161,7 +186,7 @@ def grounded_report(index: Index, encoder: Encoder, query: str | Image.Image | n
 def _source(number: int, hit: Hit) -> Source:
     r = hit.record
     return Source(number, r.id, hit.score, r.caption, r.article_url, r.pmc_id, r.licence, r.licence_url,
-                  r.modality, r.region)
+                  r.modality, r.region, non_human(r.caption))
 
 
 def _label_statement(sources: list[Source], weights: np.ndarray, key: str) -> tuple[Statement | None, str]:
@@ -208,13 +233,14 @@ def _findings(encoder: Encoder, vector: np.ndarray, hits: Sequence[Hit]) -> list
 
 
 def _concepts(hits: Sequence[Hit], names: dict[str, str]) -> list[Statement]:
-    keyword_sources: dict[str, list[int]] = {}
+    """Findings and anatomy that several cases name, in whole caption words (never the modality's own name)."""
+    term_sources: dict[str, list[int]] = {}
     for number, hit in enumerate(hits, 1):
-        for keyword in {k.lower() for k in teaching_terms(hit.record, names, limit=50)}:
-            if keyword not in GENERIC_WORDS:
-                keyword_sources.setdefault(keyword, []).append(number)
-    shared = sorted(keyword_sources.items(), key=lambda item: (-len(item[1]), item[0]))
-    # UMLS codes show only by the name the corpus gives them (mirage_core.concepts): a bare code teaches nothing
+        record = hit.record
+        for term in key_terms(record.caption, record.keywords, named(record.cuis, names), limit=50, anatomy=True):
+            if term not in GENERIC_WORDS:
+                term_sources.setdefault(term, []).append(number)
+    shared = sorted(term_sources.items(), key=lambda item: (-len(item[1]), item[0]))
     return [Statement(f"{word} (in {len(numbers)} of {len(hits)} cases)", tuple(numbers))
             for word, numbers in shared[:CONCEPTS] if len(numbers) > 1 or len(hits) == 1]
 
@@ -228,29 +254,27 @@ class QueryEnrichment:
     after: list[Hit]
 
 
-def expansion_from_concepts(index: Index, vector: np.ndarray, query: str, k: int = 8, terms: int = 4) -> str:
-    """Keywords shared by the query's nearest cases that the query does not already say."""
+def expansion_from_concepts(index: Index, hits: Sequence[Hit], query: str, terms: int = 4) -> str:
+    """Key concepts (whole caption words) shared by the query's results that the query does not already say."""
     said = set(words(query))
-    counts = Counter(keyword.lower() for hit in index.search(vector, k)
-                     for keyword in set(hit.record.keywords))
-    picked = [w for w, c in counts.most_common() if c > 1 and w not in said and w not in GENERIC_WORDS and len(w) > 2]
+    counts = Counter(term for hit in hits for term in key_terms(
+        hit.record.caption, hit.record.keywords, named(hit.record.cuis, index.concept_names), limit=50, anatomy=True))
+    picked = [w for w, c in counts.most_common() if c > 1 and not set(w.split()) <= said and w not in GENERIC_WORDS]
     return " ".join(picked[:terms])
 
 
-def enrich_query(index: Index, encoder: Encoder, query: str, llm=None, k: int = 10, weight: float = 0.5
-                 ) -> QueryEnrichment:
-    """Expand the query, re-encode the expansion, and re-rank: normalise(q + weight · expansion)."""
+def enrich_query(index: Index, encoder: Encoder, query: str, llm=None, k: int = 10) -> QueryEnrichment:
+    """Expand the query and search again. `before` is the hybrid search the report is grounded in (the same
+    list, in the same order); `after` is the same search for the query followed by its expansion."""
     text = check_query_text(query)
-    vector = as_unit_vector(encoder, text)
-    before = index.search(vector, k)
+    before = search_text(index, encoder, text, k)
     expansion, method = "", "concepts"
     if llm is not None:
         from .llm import expand_query
 
         expansion, method = expand_query(llm, text, known_words=index.caption_words), "llm"
     if not expansion:
-        expansion, method = expansion_from_concepts(index, vector, text), "concepts"
+        expansion, method = expansion_from_concepts(index, before, text), "concepts"
     if not expansion:
         return QueryEnrichment(text, "", method, before, before)
-    expanded = normalise_rows((vector + weight * encoder.encode_query([f"{text} {expansion}"])[0])[None])[0]
-    return QueryEnrichment(text, expansion, method, before, index.search(expanded, k))
+    return QueryEnrichment(text, expansion, method, before, search_text(index, encoder, f"{text} {expansion}", k))

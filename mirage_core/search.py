@@ -162,12 +162,25 @@ def search_image(
 
 
 def nearest_images(index: Index, encoder: Encoder, images: Sequence[Image.Image], k: int = 3,
-                   prompt: str | None = None) -> list[list[Hit]]:
-    """For each image (e.g. a synthetic one), the k corpus images nearest to it; the images embed in one batch.
-    A prompt that names a modality keeps the neighbours to it, as a Retrieval filter would: a generated
-    "chest x-ray" is compared with chest films, not with whatever else its pixels resemble."""
-    named = [m for m in modalities_named(prompt or "") if m in set(index.modalities)]
-    return [index.search(vector, k, modalities=named or None) for vector in encoder.encode_image(list(images))]
+                   condition: str | Image.Image | np.ndarray | None = None, pool: int = 30) -> list[list[Hit]]:
+    """For each image (e.g. a synthetic one), the k corpus images nearest to it among the `pool` cases that the
+    condition it was made from finds (a prompt by hybrid search, a vector or an image in the joint space): so a
+    generated "axial CT of the abdomen" is compared with abdominal CTs, never with whatever else its pixels
+    resemble. Without a condition, the nearest of the whole corpus."""
+    embedded = encoder.encode_image(list(images))
+    if condition is None:
+        return [index.search(vector, k) for vector in embedded]
+    if isinstance(condition, str):
+        found = search_text(index, encoder, condition, pool)
+    else:
+        found = index.search(as_unit_vector(encoder, condition), pool)
+    rows = np.array([hit.row for hit in found], dtype=np.int64)
+    neighbours = []
+    for vector in embedded:
+        cosines, ranking = index.rank(vector, rows)
+        neighbours.append([Hit(index.records[rows[j]], float(cosines[j]), int(rows[j]), float(ranking[j]))
+                           for j in top_k(ranking, min(k, len(rows)))])
+    return neighbours
 
 
 def more_like_this(index: Index, record_id: str, k: int = 10) -> list[Hit]:

@@ -42,8 +42,7 @@ if submitted and condition is not None:
         with st.spinner("Sampling…"):
             images = get_generator().generate(request)
             # the nearest real cases are found once, here, not on every rerun of the page
-            neighbours = nearest_images(index, encoder, [s.image for s in images], 3,
-                                        prompt=condition if isinstance(condition, str) else None)
+            neighbours = nearest_images(index, encoder, [s.image for s in images], 3, condition=condition)
             st.session_state["generated"] = list(zip(images, neighbours))
     except MirageError as error:
         st.error(inert(error))

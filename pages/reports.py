@@ -62,7 +62,7 @@ if use_llm and not report.nothing_found:
 grounded_column, llm_column = st.columns(2) if enrichment is not None else (st.container(), None)
 with grounded_column:
     st.markdown("#### Grounded report")
-    st.markdown(report.to_markdown(level=4, title=False))
+    st.markdown(report.to_markdown(level=4, title=False, linked=True))
 if llm_column is not None:
     with llm_column:
         st.markdown(f"#### :material/smart_toy: Written by a language model ({inert(enrichment.model)})")
@@ -79,18 +79,20 @@ markdown = report.to_markdown() + (enrichment.markdown_section() if enrichment i
 st.download_button("Download the report (Markdown)", markdown, "mirage-report.md", "text/markdown")
 
 if report.sources:
-    st.markdown("#### The cases")
+    st.markdown("#### The cases, in ranking order")
     columns = st.columns(4)
     for source_case, column in zip(report.sources, columns * 4):
-        with column:
-            st.caption(f"\\[{source_case.number}\\] {inert(source_case.record_id)}")
+        with column:  # each [n] of the report links here
+            st.subheader(f"\\[{source_case.number}\\] {inert(source_case.record_id)}", anchor=source_case.anchor)
+            if source_case.flag:
+                st.warning(f"{source_case.flag.capitalize()}, not a patient", icon=":material/pets:")
             show_record_image(index, source_case.record_id)
 
 if source == "Text query":
     st.markdown("#### Query enrichment")
     st.caption("The query is expanded with related terms (from the language model when it is on, keeping only "
-               "terms the corpus uses; else from the key concepts of its nearest cases), re-encoded, and the "
-               "results re-ranked.")
+               "terms the corpus uses; else from the key concepts of the cases above) and searched again. "
+               "“Before” is the list the report above is grounded in.")
     if st.button("Enrich the query and re-rank"):
         try:
             result = enrich_query(index, encoder, query, get_llm(settings.llm) if use_llm else None)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from mirage_core.concepts import FILLER
 from mirage_core.errors import MirageError
 from mirage_core.index import Index
 from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
@@ -38,7 +39,6 @@ from mirage_core.quiz import (
     why_right,
     why_wrong,
 )
-from mirage_core.quiz.explain import FILLER
 from mirage_core.quiz.packs import dump_pack
 from mirage_core.quiz.questions import NEAR_DUPLICATE, Option, Question
 

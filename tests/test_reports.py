@@ -79,7 +79,7 @@ def test_an_image_and_a_vector_are_reported_on(slice_index, lite_encoder, demo_s
 
 # -- query enrichment --------------------------------------------------------------------------------------
 
-WORDS = ["liver", "lesion", "normal", "kidney"]
+WORDS = ["liver", "cyst", "normal", "kidney"]
 
 
 class BagOfWords:
@@ -99,8 +99,8 @@ def _liver_index() -> Index:
     def record(i, keywords):
         return Record(f"r{i}", f"r{i}.jpg", " ".join(keywords), keywords=tuple(keywords), pmc_id=f"PMC{i}")
 
-    records = [record(1, ["liver", "lesion"]), record(2, ["liver", "lesion"]), record(3, ["liver", "normal"]),
-               record(4, ["lesion", "kidney"])]
+    records = [record(1, ["liver", "cyst"]), record(2, ["liver", "cyst"]), record(3, ["liver", "normal"]),
+               record(4, ["cyst", "kidney"])]
     vectors = normalise_rows(np.array([[1.0, 0.6, 0, 0], [1.0, 0.9, 0, 0], [1.0, 0, 0.5, 0], [0.1, 1.0, 0, 0.5]],
                                       dtype=np.float32))
     return Index(vectors, vectors, records, {"fingerprint": "bag"})
@@ -109,9 +109,11 @@ def _liver_index() -> Index:
 def test_query_enrichment_re_ranks_towards_the_shared_concepts():
     index = _liver_index()
     result = enrich_query(index, BagOfWords(), "liver", k=4)
-    assert result.method == "concepts" and result.expansion.split()[0] == "lesion"
-    assert [h.record.id for h in result.before][0] == "r3"
-    assert [h.record.id for h in result.after][:3] == ["r1", "r2", "r3"]  # the lesion cases overtake
+    assert result.method == "concepts" and result.expansion.split()[0] == "cyst"
+    # "before" is the very list a report on the query is grounded in, in its order
+    assert [h.record.id for h in result.before] == [s.record_id for s in grounded_report(
+        index, BagOfWords(), "liver", k=4, floor=-1.0).sources]
+    assert {h.record.id for h in result.after[:2]} == {"r1", "r2"}  # the liver cysts come first
 
 
 # -- the language model ------------------------------------------------------------------------------------
@@ -167,11 +169,11 @@ def test_enrichment_accepts_good_text_and_falls_back_otherwise():
 
 def test_a_models_query_expansion_keeps_only_terms_the_corpus_uses():
     index = _liver_index()
-    model = ScriptedModel("hepatic pneumotheral, lesion, kidney lesion")
+    model = ScriptedModel("hepatic pneumotheral, cyst, kidney cyst")
     result = enrich_query(index, BagOfWords(), "liver", llm=model)
-    assert result.method == "llm" and result.expansion == "lesion, kidney lesion"
+    assert result.method == "llm" and result.expansion == "cyst, kidney cyst"
     invented = enrich_query(index, BagOfWords(), "liver", llm=ScriptedModel("pneumotheral, gallbladder"))
-    assert invented.method == "concepts" and invented.expansion.split()[0] == "lesion"  # nothing usable: concepts
+    assert invented.method == "concepts" and invented.expansion.split()[0] == "cyst"  # nothing usable: concepts
 
 
 def test_a_transformers_model_loads_and_generates_deterministically(tiny_llm_dir):
@@ -217,3 +219,30 @@ def test_reports_show_no_bare_umls_codes_or_filler_keywords(slice_index, lite_en
     assert not re.search(r"\bC\d{7}\b", markdown)
     concepts = markdown.split("Key concepts")[1].split("Sources")[0].lower()
     assert not re.search(r"^- (high|area|patient|patients) \(", concepts, re.M)
+
+
+def test_cases_that_are_not_patients_are_flagged():
+    from mirage_core.reports import non_human
+
+    assert non_human("CT of the porcine liver after ablation") == "animal study"
+    assert non_human("MRI of rats after injection") == "animal study"
+    assert non_human("CT image of the phantom with inserts") == "phantom"
+    assert non_human("Cadaveric dissection of the knee") == "cadaver"
+    assert non_human("Pigmented villonodular synovitis of the knee") == ""  # 'pig' only as a whole word
+    assert non_human("Chest x-ray of a 40-year-old man") == ""
+    source = Source(1, "r1", 0.5, "MRI of a pig heart", "", "", "CC BY", "", "MRI", "chest", non_human("pig heart"))
+    assert "ANIMAL STUDY, not a patient" in Report("q", sources=[source]).to_markdown()
+
+
+def test_key_concepts_teach_and_citations_link_to_their_cases(slice_index, lite_encoder):
+    report = grounded_report(slice_index, lite_encoder, "chest x-ray", k=8, floor=0.0)
+    shown = " ".join(statement.text for statement in report.concepts).lower()
+    for name in ("x-ray", "xray", "radiograph", "cxr", " ct ", "mri"):  # never the modality's own name
+        assert name not in f" {shown} "
+    for statement in report.concepts:  # each term is whole words of a cited case's caption
+        term = statement.text.rsplit(" (in ", 1)[0]
+        assert any(re.search(r"(?<![a-z])" + re.escape(term) + r"(?![a-z])", report.sources[n - 1].caption.lower())
+                   for n in statement.sources)
+    linked = report.to_markdown(linked=True)
+    assert "](#source-1)" in linked and "](#source-" not in report.to_markdown()
+    assert [s.number for s in report.sources] == list(range(1, len(report.sources) + 1))

@@ -140,3 +140,20 @@ def test_an_index_without_meaning_vectors_still_searches_by_image_and_words(lite
     index = Index(rows, rows, records, {"fingerprint": lite_encoder.fingerprint})
     hits = search_text(index, lite_encoder, "pleural effusion", 3)
     assert hits[0].row == 7 and hits[0].meaning is None
+
+
+def test_a_synthetic_images_neighbours_come_from_its_prompts_cases(index, lite_encoder):
+    from PIL import Image
+
+    from mirage_core.search import nearest_images
+
+    picture = Image.new("RGB", (64, 64))
+    picture.paste((200, 200, 200), (16, 16, 48, 48))
+    prompt = "abdominal CT"
+    allowed = {h.row for h in search_text(index, lite_encoder, prompt, 10)}
+    (neighbours,) = nearest_images(index, lite_encoder, [picture], 3, condition=prompt, pool=10)
+    assert len(neighbours) == 3 and {h.row for h in neighbours} <= allowed
+    scores = [h.ranking for h in neighbours]
+    assert scores == sorted(scores, reverse=True)  # ordered by the picture's own likeness among them
+    (anywhere,) = nearest_images(index, lite_encoder, [picture], 3)
+    assert len(anywhere) == 3

@@ -75,8 +75,8 @@ HELD_OUT_QUERIES = [
 ]
 
 # The fusion settings `tune` tries (weights of image and words against meaning's 1, k0, label weight)
-GRID = {"image": (0.0, 0.25, 0.5, 1.0), "words": (0.25, 0.5, 1.0, 2.0), "k0": (5.0, 20.0, 60.0),
-        "labels": (0.0, 0.5, 1.0, 2.0)}
+GRID = {"image": (0.0, 0.25, 0.5, 1.0), "words": (0.5, 1.0, 2.0, 3.0, 4.0), "k0": (5.0, 20.0, 60.0),
+        "labels": (0.0, 0.5, 1.0)}
 PATHS = ("previous release", "image", "meaning", "words", "fused")
 
 

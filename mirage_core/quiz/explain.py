@@ -10,10 +10,7 @@ corpus, never from a language model.
 
 from __future__ import annotations
 
-import re
-
-from ..labels import FILLER_KEYWORDS, UNKNOWN, modalities_named, region_of
-from ..text import _TOKEN, stem
+from ..labels import UNKNOWN
 
 MODALITY_TRAITS = {
     "X-ray": "a projection radiograph, where everything the beam crossed overlaps in one picture",
@@ -34,58 +31,12 @@ REGION_CONTENTS = {
     "upper limb": "the bones and joints of the shoulder, arm or hand",
     "lower limb": "the bones and joints of the hip, leg or foot",
 }
-FILLER = FILLER_KEYWORDS | {
-    "fig", "figure", "first", "second", "third", "finding", "findings", "contact", "month", "months", "week", "weeks",
-    "day", "days", "axial", "coronal", "sagittal", "transverse", "section", "sections", "sequence", "weighted",
-    "imaging", "image", "images", "patient", "demonstrating", "demonstrates", "revealed", "reveals", "revealing",
-    "showed", "follow-up", "postoperative", "preoperative", "after", "before", "with", "without", "within",
-    "obtained", "performed", "taken", "examination", "study", "appearance", "diameter", "size", "measuring",
-    "typical", "evidence", "suggestive", "consistent", "compatible", "multiple", "bilateral", "region", "regions",
-    "transversal", "longitudinal", "oblique", "presence", "absence", "present", "noted", "compared", "extension",
-    "extending", "involvement", "associated", "suggesting", "mild", "moderate", "severe", "marked", "prominent",
-    "slight", "visible", "seen", "identified", "detected", "located", "measured", "shown", "indicated", "level",
-    "levels", "view", "views", "plane", "planes", "slice", "slices", "scan", "scans", "film", "films", "panel",
-    "panels", "arrow", "arrows", "arrowhead", "arrowheads", "asterisk", "circle", "star", "case", "cases",
-    "year", "years", "old", "male", "female", "woman", "man", "child", "infant", "initial", "final", "later",
-    "early", "late", "hours", "time", "times", "point", "points", "side", "sides", "part", "portion",
-    "aspect", "area", "areas", "zone", "site", "sites", "pattern", "patterns", "feature", "features", "sign",
-    "signs", "change", "changes", "status", "process", "structure", "structures", "tissue", "contrast", "enhanced",
-    "enhancement", "injection", "phase", "window", "protocol", "technique", "reconstruction", "duplex",
-}
-MIN_WORDS = 6
 
 
 def topic_name(topic: str) -> str:
     """'modality:CT' → 'CT (modality)', 'region:upper limb' → 'upper limb (region)', for people."""
     kind, _, value = str(topic).partition(":")
     return f"{value} ({kind})" if value else str(topic)
-
-
-def key_terms(caption: str, keywords, concept_names=(), limit: int = 3) -> tuple[str, ...]:
-    """What the case shows, in whole words of its caption: each keyword as the caption word it stems from, then
-    the UMLS concept names the caption itself says; no filler, no modality or region names, no repeats."""
-    words = {}
-    for token in _TOKEN.findall(caption):
-        words.setdefault(stem(token.lower()), token.lower())
-    found: list[str] = []
-    candidates = [str(k) for k in keywords] + [str(n) for n in concept_names]
-    for candidate in candidates:
-        parts = candidate.lower().split()
-        if len(parts) == 1:  # a ROCO keyword is a stem: the caption word that starts with it, or has its stem
-            key = parts[0]
-            word = words.get(stem(key)) or next((w for w in words.values() if len(key) > 3 and w.startswith(key)),
-                                                None)
-        else:  # a concept name of several words counts only as the caption says it
-            word = candidate.lower() if re.search(r"\b" + re.escape(candidate.lower()) + r"\b", caption.lower()) \
-                else None
-        if not word or len(word) < 4 or word in found or set(word.split()) & FILLER:
-            continue
-        if modalities_named(word) or (region_of(word) != UNKNOWN and len(word.split()) == 1):
-            continue
-        found.append(word)
-        if len(found) == limit:
-            break
-    return tuple(found)
 
 
 def _what(modality: str, region: str) -> str:

@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..concepts import named
+from ..concepts import key_terms, named
 from ..errors import MirageError
 from ..index import Index
 from ..labels import MODALITIES, REGIONS, UNKNOWN
-from .explain import explain, key_terms, topic_name
+from .explain import explain, topic_name
 
 KINDS = ("image_to_caption", "caption_to_image", "modality", "region", "arithmetic")
 DIFFICULTIES = ("easy", "medium", "hard")
