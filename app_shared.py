@@ -144,6 +144,19 @@ def get_progress_store() -> ProgressStore:
     return _progress_store(load_settings().progress_db())
 
 
+@st.cache_resource(show_spinner="Measuring the dual-search presets…")
+def _preset_effects(*key: str) -> dict:
+    from mirage_core.arithmetic import PRESETS, preset_effect
+
+    encoder, index = get_encoder(key[0], key[1]), _index(*key)
+    return {preset.name: preset_effect(index, encoder, preset) for preset in PRESETS}
+
+
+def get_preset_effects() -> dict:
+    """Each preset's before → after figure on this corpus (`arithmetic.preset_effect`), measured once a process."""
+    return _preset_effects(*_index_key(load_settings()))
+
+
 def show_record_image(index: Index, record_id: str, width: int | str = "stretch") -> None:
     """A corpus image with its PMC and licence links underneath."""
     record = index.records[index.row_of(record_id)]
@@ -214,43 +227,63 @@ MODALITY_COLOURS = {"X-ray": "#8fb3ff", "CT": "#ffb454", "MRI": "#c792ea", "ultr
 PATH_COLOUR, HIT_COLOUR = "#4fa3ff", "#ff7a59"  # read on light and dark themes alike
 
 
-def path_figure(picture):
+def path_figure(picture, projector: bool = False):
     """Plotly figure of a `PathPicture`: the corpus sample coloured by modality with its largest groups named as
-    landmarks, the query's path as arrows, the hits as stars; labels placed so that none collide."""
+    landmarks, the query's path as arrows, the hits as stars; labels placed so that none collide. `projector`:
+    large type (≥ 18 px), each step named in plain words, the four largest modalities in the legend and the rest
+    as one entry, a taller plot."""
     import plotly.graph_objects as go
 
     sample = picture.projection
     figure = go.Figure()
+    counts = {m: int((sample.sample_modalities == m).sum()) for m in MODALITY_COLOURS}
+    shown = sorted((m for m in counts if counts[m] and m != "unknown"), key=counts.get, reverse=True)
+    named = set(shown[:4]) if projector else set(counts)
     for modality, colour in MODALITY_COLOURS.items():
         members = sample.sample_modalities == modality
-        if members.any():
+        if members.any() and modality in named:
             figure.add_scatter(x=sample.sample_images[members, 0], y=sample.sample_images[members, 1],
                                mode="markers", name=f"{modality} images", hoverinfo="name",
                                marker=dict(size=6, color=colour, opacity=0.55))
-    figure.add_scatter(x=sample.sample_captions[:, 0], y=sample.sample_captions[:, 1], mode="markers",
-                       name="captions", hoverinfo="name", visible="legendonly",
-                       marker=dict(size=5, color="#9ca3af", opacity=0.4, symbol="diamond"))
+    rest = ~np.isin(sample.sample_modalities, list(named))
+    if rest.any():
+        figure.add_scatter(x=sample.sample_images[rest, 0], y=sample.sample_images[rest, 1], mode="markers",
+                           name="other images", hoverinfo="name", marker=dict(size=5, color="#6b7280", opacity=0.4))
+    if not projector:
+        figure.add_scatter(x=sample.sample_captions[:, 0], y=sample.sample_captions[:, 1], mode="markers",
+                           name="captions", hoverinfo="name", visible="legendonly",
+                           marker=dict(size=5, color="#9ca3af", opacity=0.4, symbol="diamond"))
     points = picture.path_points
+    steps = picture.step_names if projector and picture.step_names else picture.path_labels
     figure.add_scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="query path",
-                       hovertext=picture.path_labels, hoverinfo="text", marker=dict(size=12, color=PATH_COLOUR))
+                       hovertext=steps, hoverinfo="text", marker=dict(size=16 if projector else 12,
+                                                                      color=PATH_COLOUR))
     for start, end in zip(points[:-1], points[1:]):
         figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y", axref="x",
                               ayref="y", showarrow=True, arrowhead=3, arrowsize=1.4, arrowwidth=2.5,
                               arrowcolor=PATH_COLOUR)
     figure.add_scatter(x=picture.hit_points[:, 0], y=picture.hit_points[:, 1], mode="markers", name="top results",
                        hovertext=picture.hit_labels, hoverinfo="text",
-                       marker=dict(size=12, color=HIT_COLOUR, symbol="star"))
+                       marker=dict(size=16 if projector else 12, color=HIT_COLOUR, symbol="star"))
     x_range, y_range = picture.view()
-    landmarks = sample.landmarks
-    texts = picture.path_labels + [landmark.name for landmark in landmarks]
+    landmarks = sample.landmarks[:4] if projector else sample.landmarks
+    texts = list(steps) + [landmark.name for landmark in landmarks]
     anchors = np.concatenate([points, np.array([landmark.point for landmark in landmarks]).reshape(-1, 2)])
-    fonts = [16.0] * len(points) + [13.0] * len(landmarks)
+    step_font, landmark_font = (22.0, 18.0) if projector else (16.0, 13.0)
+    fonts = [step_font] * len(points) + [landmark_font] * len(landmarks)
     colours = [PATH_COLOUR] * len(points) + [MODALITY_COLOURS.get(landmark.name.split(" · ")[0], "#d1d5db")
                                              for landmark in landmarks]
-    placed = place_labels(anchors, texts, x_range, y_range, fonts, obstacles=picture.hit_points)
+    # the arrows' midpoints are obstacles too, so that no label sits on a move it names
+    midpoints = (points[:-1] + points[1:]) / 2 if len(points) > 1 else np.zeros((0, 2))
+    obstacles = np.concatenate([picture.hit_points.reshape(-1, 2), midpoints])
+    placed = place_labels(anchors, texts, x_range, y_range, fonts, obstacles=obstacles)
     for (x, y), text, label, font, colour in zip(anchors, texts, placed, fonts, colours):
         figure.add_annotation(x=x, y=y, ax=label.dx, ay=-label.dy, text=text, showarrow=True, arrowhead=0,
                               arrowwidth=1, arrowcolor=colour, font=dict(size=font, color=colour))
-    figure.update_layout(height=620, xaxis=dict(title="PC 1", range=x_range), yaxis=dict(title="PC 2", range=y_range),
-                         legend=dict(orientation="h"), margin=dict(t=20, b=20, l=20, r=20))
+    axis_font = dict(size=18) if projector else None
+    figure.update_layout(height=760 if projector else 620,
+                         xaxis=dict(title="PC 1", range=x_range, tickfont=axis_font),
+                         yaxis=dict(title="PC 2", range=y_range, tickfont=axis_font),
+                         legend=dict(orientation="h", font=dict(size=18) if projector else None),
+                         font=dict(size=18) if projector else None, margin=dict(t=20, b=20, l=20, r=20))
     return figure

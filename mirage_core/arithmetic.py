@@ -9,6 +9,7 @@ to another along the sphere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -66,6 +67,12 @@ class Composition:
         points = [("query", self.query)]
         points += [(step.signed_label(), step.running) for step in self.steps]
         return points + [("result", self.result)]
+
+    def step_names(self) -> list[str]:
+        """`path()`'s points in plain words: 'start: chest x-ray', 'after subtracting bones', …, 'result'."""
+        names = [f"start: {self.query_label}"]
+        names += [f"after {'adding' if step.sign > 0 else 'subtracting'} {step.label}" for step in self.steps]
+        return names + ["result"]
 
     def expression(self) -> str:
         """The arithmetic as a reader would write it: 'chest x-ray − 0.5×bones + soft tissue'."""
@@ -140,3 +147,68 @@ def concept_walk(index: Index, encoder: Encoder, start: str, end: str, t: float,
     """The images nearest to the point a fraction t of the way from one text concept to another."""
     start_vector, end_vector = encoder.encode_query([check_query_text(start, "start"), check_query_text(end, "end")])
     return index.search(walk(start_vector, end_vector, t), k)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A dual search to demonstrate, and how to tell that it worked: the results after the arithmetic should
+    show the added concept — a caption pattern and/or the labels (modality, region) it implies."""
+
+    name: str
+    query: str
+    subtract: tuple[str, ...]
+    add: tuple[str, ...]
+    caption: str = ""  # a regex the added concept's captions match
+    modality: str = ""  # the modality the added concept implies
+    region: str = ""  # the region the result should keep
+
+    def matches(self, hit: Hit) -> bool:
+        record = hit.record
+        if self.modality and record.modality != self.modality:
+            return False
+        if self.region and record.region != self.region:
+            return False
+        return not self.caption or re.search(self.caption, record.caption, re.IGNORECASE) is not None
+
+    def terms(self) -> tuple[Term, list[Term], list[Term]]:
+        return Term(self.query), [Term(t) for t in self.subtract], [Term(t) for t in self.add]
+
+
+# Each one measured by `mirage bench arithmetic` on the demo corpus; a preset ships when the arithmetic lifts at
+# least 2 of the top 8 to the added concept. The paper's "Chest X-Ray − Bones + Soft Tissue" (0 → 1 of 8) and
+# "Lungs X-Ray − Clear Lungs + Pneumonia" (2 → 3) did not, and were replaced.
+PRESETS = (
+    Preset("Chest X-ray − No foreign bodies + Pacemaker", "Chest X-ray", ("No foreign bodies",),
+           ("Pacemaker generator and leads",), caption=r"pacemaker|lead|defibrillator|\bICD\b|device"),
+    Preset("Brain MRI − Normal + Tumour", "Brain MRI", ("Normal",), ("Tumour",),
+           caption=r"tumou?r|glioma|mass|metasta|meningioma|lesion"),
+    Preset("Abdominal CT − CT + Ultrasound", "Abdominal CT", ("CT",), ("Ultrasound",), modality="ultrasound",
+           region="abdomen"),
+    Preset("Brain MRI − MRI + CT", "Brain MRI", ("MRI",), ("CT",), modality="CT", region="head"),
+    Preset("Chest CT − CT + X-ray", "Chest CT", ("CT",), ("X-ray",), modality="X-ray", region="chest"),
+    Preset("Brain CT − CT + MRI", "Brain CT", ("CT",), ("MRI",), modality="MRI", region="head"),
+)
+SHIPPING_LIFT = 2  # of the top 8, how many more must show the added concept for a preset to ship
+
+
+@dataclass(frozen=True)
+class PresetEffect:
+    preset: str
+    before: int  # of the top k before the arithmetic, how many show the added concept
+    after: int
+    k: int
+
+    @property
+    def moved(self) -> bool:
+        return self.after > self.before
+
+    def describe(self) -> str:
+        return f"{self.before}/{self.k} → {self.after}/{self.k} show the added concept"
+
+
+def preset_effect(index: Index, encoder: Encoder, preset: Preset, k: int = 8) -> PresetEffect:
+    """How many of the top k show the added concept, before and after the preset's arithmetic."""
+    query, subtract, add = preset.terms()
+    result = dual_search(index, encoder, query, subtract, add, k=k)
+    return PresetEffect(preset.name, sum(map(preset.matches, result.original)),
+                        sum(map(preset.matches, result.modified)), k)

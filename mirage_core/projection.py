@@ -12,7 +12,7 @@ groups named ("X-ray · chest") — so that a move reads as "from chest films to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -91,6 +91,7 @@ class PathPicture:
     path_points: np.ndarray  # [steps + 2, 2]: query, each running sum, the normalised result
     hit_points: np.ndarray
     hit_labels: list[str]
+    step_names: list[str] = field(default_factory=list)  # each path point in plain words, for the projector
 
     def view(self, margin: float = 0.08) -> tuple[tuple[float, float], tuple[float, float]]:
         """The x and y ranges that show every point with a margin (the figure fixes its axes to them, so
@@ -108,7 +109,8 @@ def picture_of(projection: Projection, composition, hits, index: Index, query_mo
     path = projection.project(np.stack(vectors), query_modality)
     rows = [hit.row for hit in hits]
     hit_points = projection.project(index.images[rows], "image") if rows else np.zeros((0, 2))
-    return PathPicture(projection, list(labels), path, hit_points, [hit.record.id for hit in hits])
+    return PathPicture(projection, list(labels), path, hit_points, [hit.record.id for hit in hits],
+                       composition.step_names())
 
 
 # Label placement works in screen pixels: a label is a box of about 0.6 em per character, and the plot is at

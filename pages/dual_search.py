@@ -2,27 +2,32 @@
 
 import streamlit as st
 
-from app_shared import UPLOAD_TYPES, frame, get_projection, path_figure, read_upload, show_hits, show_verdict
-from mirage_core.arithmetic import Term, concept_walk, dual_search
+from app_shared import (
+    UPLOAD_TYPES,
+    frame,
+    get_preset_effects,
+    get_projection,
+    path_figure,
+    read_upload,
+    show_hits,
+    show_verdict,
+)
+from mirage_core.arithmetic import PRESETS, Term, concept_walk, dual_search
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.projection import CENTRING_NOTE, picture_of
 from mirage_core.relevance import assess
 
-PRESETS = {
-    "Chest X-Ray − Bones + Soft Tissue": ("Chest X-Ray", ["Bones"], ["Soft Tissue"]),
-    "Lungs X-Ray − Clear Lungs + Pneumonia": ("Lungs X-Ray", ["Clear Lungs"], ["Pneumonia"]),
-    "Chest X-ray − No foreign bodies + Pacemaker": (
-        "Chest X-ray", ["No foreign bodies"], ["Pacemaker generator and leads"]
-    ),
-}
-
 encoder, index = frame()
 st.title("Dual search")
 st.caption("v = normalise(w·query − Σ w·subtract + Σ w·add) — watch where the query moves.")
 
-preset = st.selectbox("Preset", ["(your own)", *PRESETS])
-query_text, minus_texts, plus_texts = PRESETS.get(preset, ("chest x-ray", ["bones"], ["soft tissue"]))
+effects = get_preset_effects()
+by_name = {p.name: p for p in PRESETS}
+preset = st.selectbox("Preset", [*by_name, "(your own)"],
+                      format_func=lambda name: f"{name} — {effects[name].describe()}" if name in effects else name)
+chosen = by_name.get(preset, PRESETS[0])
+query_text, minus_texts, plus_texts = chosen.query, list(chosen.subtract), list(chosen.add)
 
 
 def term_inputs(kind: str, defaults: list[str]) -> list[Term]:
@@ -57,6 +62,16 @@ except MirageError as error:
 st.session_state["dual_vector"] = result.composition.result
 st.session_state["dual_label"] = result.composition.expression()
 
+projector = st.toggle("Projector view: the map first, in large type", key="projector-view")
+picture = picture_of(get_projection(), result.composition, result.modified, index)
+first, second = picture.projection.explained_variance
+map_note = (f"{CENTRING_NOTE} The two axes explain {first:.0%} and {second:.0%} of the sample's variance; "
+            "distances in 2D are only a rough guide to distances in the full space.")
+if projector:
+    st.subheader("Where the vector moved")
+    st.plotly_chart(path_figure(picture, projector=True), width="stretch")
+    st.caption(map_note)
+
 before, after = st.columns(2)
 with before:
     st.subheader(f"Original: “{inert(query)}”")
@@ -66,12 +81,10 @@ with after:
     if show_verdict(assess(index, result.modified, kind="vector"), key="dual"):
         show_hits(result.modified, key="modified", columns=2, more_like_this=False)
 
-st.subheader("Where the vector moved")
-picture = picture_of(get_projection(), result.composition, result.modified, index)
-st.plotly_chart(path_figure(picture), width="stretch")
-first, second = picture.projection.explained_variance
-st.caption(f"{CENTRING_NOTE} The two axes explain {first:.0%} and {second:.0%} of the sample's variance; "
-           "distances in 2D are only a rough guide to distances in the full space.")
+if not projector:
+    st.subheader("Where the vector moved")
+    st.plotly_chart(path_figure(picture), width="stretch")
+    st.caption(map_note)
 
 st.subheader("Concept walk")
 a_col, b_col = st.columns(2)

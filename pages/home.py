@@ -27,7 +27,7 @@ with left:
         "Filter by modality or licence; *More like this* on any result; an image also finds the captions "
         "that describe it best.\n"
         "- **Dual search** — start from a query, subtract and add concepts with weights "
-        "(\"chest x-ray\" − \"bones\" + \"soft tissue\"), compare the results, and watch the vector move on "
+        "(\"chest x-ray\" − \"no foreign bodies\" + \"pacemaker\"), compare the results, and watch the vector move on "
         "a 2D map of the corpus. The concept walk slides from one idea to another.\n"
         "- **Quiz** — practise by modality or body region, with hints, explanations from the real captions and "
         "spaced repetition of what you missed; instructors build packs and present them.\n"

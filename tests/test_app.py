@@ -99,10 +99,20 @@ def test_dual_search_presets_plot_and_walk(app_env):
     at.text_input(key="Chest X-ray − No foreign bodies + Pacemaker-query").input("Chest CT").run()
     assert {t.label: t.value for t in at.text_input if t.label == "From"} == {"From": "Chest CT"}  # and the query
     assert [t.label for t in at.text_input].count("Query") == 1 and not any(m.value == "**Query**" for m in at.markdown)
+    at.toggle(key="projector-view").set_value(True).run()  # the instructor's projector: the map first, large type
+    assert not at.exception and shown(at.subheader[0].value) == "Where the vector moved"
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    texts = [a for a in figure["layout"]["annotations"] if a.get("text")]
+    assert "start: Chest CT" in {a["text"] for a in texts} and all(a["font"]["size"] >= 18 for a in texts)
+    assert any(a["text"].startswith("after adding ") for a in texts)
+    assert len([t for t in figure["data"] if t.get("name", "").endswith("images")]) <= 5  # few legend entries
+    options = at.selectbox[0].options
+    assert all("show the added concept" in option for option in options if option != "(your own)")
 
 
 def test_dual_search_cancelling_terms(app_env):
     at = _app("pages/dual_search.py")
+    at.selectbox[0].select("(your own)").run()
     at.text_input(key="(your own)-Add-0").input("").run()
     assert "empty" in at.error[0].value
     at.number_input(key="(your own)-Add-n").set_value(0).run()

@@ -75,3 +75,38 @@ def test_expression_reads_like_the_arithmetic(table_encoder):
     result = compose(encoder, Term("chest x-ray"), [Term("bones", 0.5)], [Term("soft tissue")])
     assert result.expression() == "chest x-ray − 0.5×bones + soft tissue"
     assert compose(encoder, Term("chest x-ray")).expression() == "chest x-ray"
+
+
+def test_a_preset_is_judged_by_the_concept_it_adds():
+    from mirage_core.arithmetic import PRESETS, SHIPPING_LIFT, Preset
+    from mirage_core.corpus import Record
+    from mirage_core.index import Hit
+
+    def hit(caption, modality="X-ray", region="chest"):
+        return Hit(Record("r", "", caption, modality=modality, region=region), 0.5, 0)
+
+    pacemaker = Preset("p", "Chest X-ray", ("No foreign bodies",), ("Pacemaker",), caption=r"pacemaker|lead")
+    assert pacemaker.matches(hit("Dual-chamber pacemaker leads")) and not pacemaker.matches(hit("clear lungs"))
+    swap = Preset("s", "Brain CT", ("CT",), ("MRI",), modality="MRI", region="head")
+    assert swap.matches(hit("axial", "MRI", "head")) and not swap.matches(hit("axial", "MRI", "spine"))
+    assert len({p.name for p in PRESETS}) == len(PRESETS) and SHIPPING_LIFT >= 1
+    assert all(p.caption or p.modality for p in PRESETS)  # every shipped preset says what it adds
+
+
+def test_the_arithmetic_benchmark_lists_every_preset(lite_index_dir, lite_encoder):
+    from mirage_core.arithmetic import PRESETS
+    from mirage_core.bench.arithmetic import bench_arithmetic
+    from mirage_core.index import load_index
+
+    result = bench_arithmetic(load_index(lite_index_dir), lite_encoder, k=8)
+    assert [p["preset"] for p in result.presets] == [p.name for p in PRESETS]
+    for row in result.presets:
+        assert 0 <= row["before"] <= 8 and 0 <= row["after"] <= 8 and row["moved"] == (row["after"] > row["before"])
+    assert "before" in result.describe() and result.to_dict()["k"] == 8
+
+
+def test_each_step_is_named_in_plain_words(table_encoder):
+    encoder = table_encoder(TABLE, dim=4)
+    result = compose(encoder, Term("chest x-ray"), [Term("bones")], [Term("soft tissue")])
+    assert result.step_names() == ["start: chest x-ray", "after subtracting bones", "after adding soft tissue",
+                                   "result"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .common import UsageError, corpus_options, open_index, settings_from
 
-BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load", "relevance", "findings")
+BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load", "relevance", "findings",
+              "arithmetic")
 
 
 def register(commands) -> dict:
@@ -73,6 +74,10 @@ def cmd_bench(args) -> int:
             from ..bench.findings import bench_findings
 
             result = bench_findings(index, encoder, *((index, encoder) if args.tune else ()))
+        elif args.what == "arithmetic":
+            from ..bench.arithmetic import bench_arithmetic
+
+            result = bench_arithmetic(index, encoder)
         elif args.what == "quiz":
             from ..bench.quiz import bench_quiz
 
