@@ -141,7 +141,20 @@ def _progress_store(path: str) -> ProgressStore:
 
 
 def get_progress_store() -> ProgressStore:
-    return _progress_store(load_settings().progress_db())
+    """The configured progress store. When it cannot be opened (a read-only home, a database down at start), a
+    store of this browser session's own in a temporary folder, with a warning on the page: the quiz keeps working,
+    and nothing is acknowledged as saved that will not be."""
+    try:
+        return _progress_store(load_settings().progress_db())
+    except MirageError as error:
+        if "session_progress" not in st.session_state:
+            import tempfile
+
+            folder = Path(tempfile.mkdtemp(prefix="mirage-session-"))
+            st.session_state["session_progress"] = ProgressStore(folder / "progress.sqlite")
+        st.warning(f"Your answers are kept for this browser session only and will not be saved: {inert(error)}",
+                   icon=":material/cloud_off:")
+        return st.session_state["session_progress"]
 
 
 @st.cache_resource(show_spinner="Measuring the dual-search presets…")

@@ -63,11 +63,12 @@ def package_paths(split_folder: Path) -> dict[str, tuple[str, str]]:
 def fetch_roco(
     source: str | Path, out: str | Path, split: str | None = None, licences: str | None = None,
     limit: int | None = None, base_url: str = PMC_BASE_URL, cache: str | Path | None = None,
-    progress: Progress | None = None, timeout: float = 60.0, deadline: float = MAX_DOWNLOAD_SECONDS,
+    progress: Progress | None = None, timeout: float = 60.0, deadline: float | None = None,
 ) -> FetchReport:
     """Download up to `limit` images of a ROCO split (metadata at `source`) into `out` in ROCO's layout.
 
-    `timeout` bounds each network read, `deadline` each package's whole download."""
+    `timeout` bounds each network read, `deadline` each package's whole download (`MAX_DOWNLOAD_SECONDS`)."""
+    deadline = MAX_DOWNLOAD_SECONDS if deadline is None else deadline
     if not re.match(r"https?://[^/\s]+", base_url or ""):
         raise MirageError(f"--base-url must be an http(s) address, not '{base_url}'")
     corpus = load_corpus(source, split=split, licences=licences, check_images=False)
@@ -104,19 +105,25 @@ def fetch_roco(
     return report
 
 
-def _download(url: str, path: Path, timeout: float, deadline: float = MAX_DOWNLOAD_SECONDS) -> Path:
-    """Download to `path` (kept as a cache), resuming a `.part` file with an HTTP Range request."""
+def _download(url: str, path: Path, timeout: float, deadline: float) -> Path:
+    """Download to `path` (kept as a cache) through a `.part` file, renamed into place when whole. A `.part` that
+    a killed run left behind is resumed with an HTTP Range request; a download that fails or stalls while this
+    run watches deletes its `.part` (a half package is never left to be mistaken for data)."""
     if path.exists():
         return path
     partial = path.with_name(path.name + ".part")
     offset = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        mode = "ab" if offset and response.status == 206 else "wb"  # a server that ignores Range restarts
-        with open(partial, mode) as handle:
-            copy_bounded(response, handle, Path(url).name, MAX_PACKAGE_BYTES, deadline,
-                         already=offset if mode == "ab" else 0)
-    partial.replace(path)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            mode = "ab" if offset and response.status == 206 else "wb"  # a server that ignores Range restarts
+            with open(partial, mode) as handle:
+                copy_bounded(response, handle, Path(url).name, MAX_PACKAGE_BYTES, deadline,
+                             already=offset if mode == "ab" else 0)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 

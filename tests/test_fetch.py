@@ -114,7 +114,7 @@ def test_missing_dlinks_is_a_clear_error(tmp_path, capsys):
     assert "dlinks.txt" in capsys.readouterr().err
 
 
-def test_hostile_servers_ids_and_archives_are_refused(pmc_server, tmp_path, capsys):
+def test_hostile_servers_ids_and_archives_are_refused(pmc_server, tmp_path, capsys, monkeypatch):
     import time as clock
 
     from mirage_core.errors import MirageError
@@ -141,10 +141,17 @@ def test_hostile_servers_ids_and_archives_are_refused(pmc_server, tmp_path, caps
     server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     started = clock.monotonic()
+    stalled = f"http://127.0.0.1:{server.server_address[1]}"
     with pytest.raises(MirageError, match="took longer"):
-        _download(f"http://127.0.0.1:{server.server_address[1]}/x.tar.gz", tmp_path / "x.tar.gz", timeout=5,
-                  deadline=1.5)
+        _download(f"{stalled}/x.tar.gz", tmp_path / "x.tar.gz", timeout=5, deadline=1.5)
     assert clock.monotonic() - started < 10
+    assert not list(tmp_path.glob("*.part"))  # a stalled download leaves no partial file
+    monkeypatch.setattr("mirage_core.fetch.MAX_DOWNLOAD_SECONDS", 1.5)
+    out = tmp_path / "stalled"  # the command says so and fails, instead of "fetched 0" and exit 0
+    assert main(["fetch-roco", "--roco", str(metadata), "--out", str(out), "--base-url", stalled + "/pub/pmc/",
+                 "--limit", "1"]) == 2
+    assert "could not be fetched" in capsys.readouterr().err
+    assert not list(out.rglob("*.part"))
     server.shutdown()
 
     sparse = tmp_path / "sparse.tar.gz"  # a member declaring 2 GB: refused before a byte is read

@@ -53,6 +53,7 @@ class RelevanceResult(BenchResult):
 
 
 def bench_relevance(index, encoder, n: int = 300) -> RelevanceResult:
+    from ..query import MAX_QUERY_CHARS
     from ..relevance import assess, floor_of
     from ..search import search_text
     from ..splits import split_records
@@ -62,8 +63,9 @@ def bench_relevance(index, encoder, n: int = 300) -> RelevanceResult:
     weak = off = 0
     for record in cases:
         own = [i for i, other in enumerate(index.records) if other.pmc_id == record.pmc_id]
-        hits = index.search(encoder.encode_query([record.caption])[0], 10, exclude=own)
-        verdict = assess(index, hits, record.caption)
+        query = record.caption[:MAX_QUERY_CHARS]
+        hits = search_text(index, encoder, query, 10, exclude=own)  # the Retrieval page's own search
+        verdict = assess(index, hits, query)
         weak += verdict.level == "weak"
         off += verdict.level == "off_topic"
     by_words = by_score = 0

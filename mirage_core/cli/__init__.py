@@ -40,9 +40,23 @@ def main(argv: list[str] | None = None) -> int:
     except MirageError as error:
         print(f"mirage: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a vanished folder: said in one line, like every other failure
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"mirage: error: {_describe(error)}{where}: nothing was left half-written", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mirage: interrupted", file=sys.stderr)
         return 130
+
+
+def _describe(error: OSError) -> str:
+    """An OSError in words; numpy reports a full disk as "N requested and M written", without an errno."""
+    import errno
+    import re
+
+    if error.errno in (errno.ENOSPC, errno.EDQUOT) or re.search(r"requested and \d+ written", str(error)):
+        return "the disk is full (no space left on the device)"
+    return error.strerror or str(error)
 
 
 if __name__ == "__main__":

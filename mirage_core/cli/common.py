@@ -77,10 +77,11 @@ def check_corpus_exists(args, settings) -> None:
 
 
 def open_index(args, settings, encoder):
-    from ..index import load_index
+    from ..index import index_exists, load_index
     from ..startup import open_configured_index
 
     if getattr(args, "index", None):
+        index_exists(args.index)  # finishes the swap of a rebuild killed between its two renames, as start-up does
         return load_index(args.index, encoder)
     return open_configured_index(settings, encoder, progress_bar("bundle" if settings.bundle_url else "embedding"))
 

@@ -99,4 +99,8 @@ def cmd_fetch_roco(args) -> int:
     print(json.dumps(summary, indent=2) if args.json else
           f"{report.fetched} fetched, {report.already_there} already there, {sum(report.failed.values())} failed "
           f"-> {report.out}")
+    if report.failed:  # a stalled or refusing server is a failure to say, not a quiet "fetched 0"
+        reasons = "; ".join(f"{reason} ({count})" for reason, count in report.failed.most_common(3))
+        print(f"error: {sum(report.failed.values())} image(s) could not be fetched: {reasons}", file=sys.stderr)
+        return 2
     return 0

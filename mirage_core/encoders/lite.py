@@ -18,6 +18,7 @@ import contextlib
 import functools
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,17 +143,41 @@ def onnx_session(model_path: str, quantised: bool = False, threads: int | None =
     key = hashlib.sha1(f"{torch.__version__}|{onnxruntime.__version__}|{quantised}".encode()
                        + b"".join(w.name.encode() + str(w.stat().st_size).encode() for w in weights)).hexdigest()[:12]
     target = Path(os.environ.get("MIRAGE_HOME") or default_home()) / "onnx" / f"minilm-{key}.onnx"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: export for this process only (the commands that write say so later)
+    writable = os.access(_existing_parent(target.parent), os.W_OK | os.X_OK) and not _read_only(target.parent)
+    if not target.exists() and not writable:  # a read-only home: export for this process only
         target = Path(tempfile.mkdtemp(prefix="mirage-onnx-")) / target.name
-    if not target.exists():
+    elif writable:
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+    def export() -> None:
         done = subprocess.run([sys.executable, "-m", "mirage_core.encoders.onnx_export", model_path, str(target),
                                *(["--int8"] if quantised else [])], capture_output=True, text=True)
         if done.returncode != 0 or not target.exists():
             reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
             raise MirageError(f"could not prepare the text encoder's ONNX file: {reason}")
-    return cpu_session(str(target), threads)
+
+    if not target.exists():
+        export()
+    try:
+        return cpu_session(str(target), threads)
+    except Exception:  # noqa: BLE001 (a damaged export — a full disk, a truncated copy — is made again, once)
+        target.unlink(missing_ok=True)
+        export()
+        return cpu_session(str(target), threads)
+
+
+def _existing_parent(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether the file system holding `folder` is mounted read-only (root can write anywhere else)."""
+    try:
+        return bool(os.statvfs(_existing_parent(folder)).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True
 
 
 class TextBackbone(nn.Module):

@@ -121,8 +121,12 @@ class ProgressStore:
     def __init__(self, target: str | Path):
         url = database_url(target)
         self.url = sa.engine.make_url(url)
-        if self.url.get_backend_name() == "sqlite" and self.url.database:
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.url.get_backend_name() == "sqlite" and self.url.database:
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise MirageError(f"the progress database {self.where} cannot be used: its folder cannot be made "
+                              f"({error.strerror or error})") from None
         try:
             self.engine = _engine(url)
             self._migrate()
