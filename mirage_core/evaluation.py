@@ -93,3 +93,16 @@ def heldout_report(index, worst: int = 3, limit: int = 500, seen: frozenset[str]
                 for i in np.argsort(-ranks, kind="stable")[:worst]]
     return {"n": len(rows), "candidates": len(index), "t2i": _summary(ranks), "i2t": _summary(image_ranks),
             "failures": failures, "trained_on": trained_on}
+
+
+def search_figures() -> dict | None:
+    """The held-out figures of text search that ship with MIRAGE (`assets/search/figures.json`, written from
+    `mirage bench findings --weights-dir …`), for the Home page; None when they are missing or unreadable."""
+    import json
+
+    from .config import shipped
+
+    try:
+        return json.loads((shipped("search") / "figures.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -63,6 +63,8 @@ class Hit:
     channels: tuple[str, ...] = ()  # hybrid text search: the channels that found it ("image", "meaning", "words")
     matched: tuple[str, ...] = ()  # hybrid text search: the caption's words that match the query's
     meaning: float | None = None  # hybrid text search: cosine of the query's and the caption's meaning vectors
+    query_best: float | None = None  # hybrid text search: the best `ranking` any row reached for this query (the
+    # joint space's top match, which the relevance test judges, whether or not the fusion shows that row)
 
 
 class Index:
@@ -148,10 +150,15 @@ class Index:
         return concept_names(self.records)
 
     @functools.cached_property
+    def word_frequency(self) -> Counter:
+        """In how many records each word (3+ letters, as written) of the captions and keywords occurs."""
+        return Counter(word for record in self.records
+                       for word in set(words(record.caption)) | {k.lower() for k in record.keywords})
+
+    @property
     def caption_words(self) -> frozenset[str]:
         """Every word (3+ letters) of the captions and every keyword: what this corpus talks about."""
-        return frozenset(word for record in self.records
-                         for word in words(record.caption) + [k.lower() for k in record.keywords])
+        return frozenset(self.word_frequency)
 
     def row_of(self, record_id: str) -> int:
         if record_id not in self._rows:

@@ -3,8 +3,8 @@
 A nonsense query still has nearest neighbours; shown as results they look like answers. Two signals decide:
 
 * **words** (text queries): most of the query's words (three letters or more; stop words, generic words and
-  the lay words of `glossary` aside) are foreign to the corpus — their stems are in fewer than two of its
-  records' captions or keywords: the query is off-topic ("qwxz blorf", "helicopter landing on a ship").
+  the lay words of `glossary` aside) are foreign to the corpus — each in fewer than two of its records' captions
+  or keywords, as written: the query is off-topic ("qwxz blorf", "helicopter landing on a ship").
 * **score**: the best hit's ranking score (cosine minus the hubness bias, the number results are ranked by)
   is below the index's floor: a weak match. The floor is calibrated on the index itself, per kind of query
   and target: the `QUANTILE` quantile, over up to `SAMPLE` of the corpus' own captions (for text and vector
@@ -22,7 +22,7 @@ import numpy as np
 
 from .glossary import known_lay_words
 from .index import Hit, Index
-from .text import stem, words
+from .text import words
 
 QUANTILE = 0.05
 SAMPLE = 1000
@@ -47,11 +47,11 @@ class Verdict:
 
 def unknown_words(index: Index, text: str) -> bool:
     """True when most of the text's words (3+ letters; stop words, generic and lay words aside) are foreign to
-    the corpus: their stems occur in fewer than `MIN_RECORDS` of its records ("sunset over the ocean")."""
+    the corpus: they occur in fewer than `MIN_RECORDS` of its records ("sunset over the ocean")."""
     from bm25s.stopwords import STOPWORDS_EN
 
     judged = set(words(text)) - GENERIC_WORDS - set(STOPWORDS_EN) - known_lay_words(text)
-    known = [w for w in judged if index.lexical.frequency(stem(w)) >= MIN_RECORDS]
+    known = [w for w in judged if index.word_frequency[w] >= MIN_RECORDS]
     return bool(judged) and len(known) < len(judged) / 2
 
 
@@ -83,7 +83,9 @@ def assess(index: Index, hits: Sequence[Hit], text: str | None = None, kind: str
            target: str = "images") -> Verdict:
     """The verdict on a result list: `text` is the query's words (None for an image or vector query)."""
     floor = floor_of(index, kind, target)
-    best = max((hit.ranking for hit in hits), default=float("nan"))  # the joint space's match
+    # the joint space's best match: for a hybrid list, the best any row reached, shown or not
+    best = max((hit.ranking if hit.query_best is None else max(hit.ranking, hit.query_best) for hit in hits),
+               default=float("nan"))
     if text is not None and unknown_words(index, text):
         return Verdict("off_topic", best, floor, "most of the query's words never occur in this corpus' captions "
                                                  "— try radiology terms (a modality, an organ, a finding)")

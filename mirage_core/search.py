@@ -127,10 +127,12 @@ def fuse(index: Index, found: Channels, k: int, fusion: Fusion = FUSION) -> list
     cosines, ranking = index.rank(found.vector, rows)
     meanings = index.sentences[rows] @ found.meaning if found.meaning is not None else [None] * len(rows)
     ceiling = fusion.best_possible(named)
+    top = found.rankings.get("image", np.zeros(0, dtype=np.int64))[:1]
+    query_best = float(index.rank(found.vector, top)[1][0]) if len(top) else None
     return [Hit(index.records[row], float(cosine), int(row), float(rank_score),
                 match=round(min(100.0, 100.0 * score / ceiling), 1), channels=tuple(by.get(row, ())),
                 matched=matching_words(index.records[row].caption, found.stems),
-                meaning=None if meaning is None else float(meaning))
+                meaning=None if meaning is None else float(meaning), query_best=query_best)
             for row, score, cosine, rank_score, meaning in zip(rows.tolist(), scores, cosines, ranking, meanings)]
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app_shared import DISCLAIMER, frame, show_record_image
 from mirage_core.display import inert
-from mirage_core.evaluation import heldout_report
+from mirage_core.evaluation import heldout_report, search_figures
 
 encoder, index = frame()
 
@@ -72,10 +72,30 @@ if report["n"]:
 elif report["trained_on"]:
     st.markdown(
         "The encoder was trained on every image–caption pair of this corpus, so no figure measured here would "
-        "show how it does on new cases: its model card in `assets/` gives the figures measured on pairs its "
-        "recipe never trained on. Treat results as suggestions to check, not answers.")
+        "show how it does on new cases: the figures below were measured on cases its recipe never trained on. "
+        "Treat results as suggestions to check, not answers.")
 else:
     st.caption("This corpus has no held-out articles to measure on.")
+
+st.subheader("How well search finds what you ask for")
+figures = search_figures()
+if figures:
+    paths = {"fused": "MIRAGE's search (all three channels)", "words": "caption words alone",
+             "meaning": "caption meaning alone", "image": "image match alone",
+             "previous release": "the previous release"}
+    st.markdown(
+        f"Measured on {figures['cases']:,} cases the model never trained on, for {figures['queries']} questions "
+        f"about a finding ({figures['lay_queries']} in everyday words such as “blocked bowel”): of the cases that "
+        "name the finding, the share that the first 12 results show.")
+    st.dataframe(
+        [{"search": paths[path], "all questions": f"{100 * row['all']:.0f} %",
+          "everyday words": f"{100 * row['lay']:.0f} %", "radiology terms": f"{100 * row['terms']:.0f} %"}
+         for path, row in figures["precision_at_12"].items() if path in paths],
+        hide_index=True, width="stretch")
+    heldout = figures["encoder_heldout_R@10"]
+    st.caption(f"The image–text model alone: a caption finds its own image among the top 10 "
+               f"{heldout['text_to_image']:.0f} % of the time, and an image its caption {heldout['image_to_text']:.0f} "
+               f"%, on {heldout['pairs']:,} pairs its recipe never trained on. Measured {figures['measured']}.")
 
 st.subheader("Attribution")
 st.markdown(

@@ -44,6 +44,10 @@ def test_home_shows_corpus_and_disclaimer(app_env):
     assert any("trained on every image–caption pair of this corpus" in m.value for m in at.markdown)
     assert not any("never saw in training" in m.value for m in at.markdown)
     assert sum("ranked" in c.value for c in at.caption) == 0
+    # what search achieves on held-out cases is on the page itself, not in a file a student cannot open
+    assert any(s.value == "How well search finds what you ask for" for s in at.subheader)
+    table = at.dataframe[0].value
+    assert "MIRAGE's search (all three channels)" in list(table["search"]) and "everyday words" in table.columns
 
 
 def test_text_search_shows_attributed_results(app_env):

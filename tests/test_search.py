@@ -157,3 +157,12 @@ def test_a_synthetic_images_neighbours_come_from_its_prompts_cases(index, lite_e
     assert scores == sorted(scores, reverse=True)  # ordered by the picture's own likeness among them
     (anywhere,) = nearest_images(index, lite_encoder, [picture], 3)
     assert len(anywhere) == 3
+
+
+def test_relevance_judges_the_joint_spaces_best_match_under_fusion(index, lite_encoder):
+    from mirage_core.query import as_unit_vector
+
+    for text in ("chest x-ray", "blocked bowel", "kidney"):
+        hits = search_text(index, lite_encoder, text, 5)
+        dense = index.search(as_unit_vector(lite_encoder, text), 5)
+        assert assess(index, hits, text).best == pytest.approx(assess(index, dense, text).best, abs=1e-5)
