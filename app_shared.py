@@ -170,6 +170,18 @@ def get_preset_effects() -> dict:
     return _preset_effects(*_index_key(load_settings()))
 
 
+@st.cache_resource(ttl=600, show_spinner="Checking the deployment…")
+def _findings(*key: str) -> list:
+    from mirage_core.doctor import diagnose
+
+    return diagnose(load_settings(), get_encoder(key[0], key[1]))
+
+
+def deployment_findings() -> list:
+    """`mirage doctor`'s findings for this deployment, checked at most every ten minutes."""
+    return _findings(*_index_key(load_settings()))
+
+
 def show_record_image(index: Index, record_id: str, width: int | str = "stretch") -> None:
     """A corpus image with its PMC and licence links underneath."""
     record = index.records[index.row_of(record_id)]

@@ -11,7 +11,9 @@ same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variab
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -35,10 +37,30 @@ def shipped(name: str) -> Path:
 
 
 def default_home() -> Path:
-    """`.mirage` in a source checkout; in an installed package, the user's cache folder (never the package)."""
-    if SOURCE_CHECKOUT:
-        return REPO_ROOT / ".mirage"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mirage"
+    """`.mirage` in a source checkout; in an installed package, or a checkout this user cannot write (a read-only
+    clone, as Spaces and Cloud may run it), the user's cache folder — said once in the log."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mirage"
+    if not SOURCE_CHECKOUT:
+        return cache
+    home = REPO_ROOT / ".mirage"
+    if _writable(home):
+        return home
+    _say_once(f"the checkout {REPO_ROOT} is not writable: MIRAGE keeps its index and caches in {cache}")
+    return cache
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this user can create files in `folder` (or create it), on a file system not mounted read-only."""
+    existing = folder if folder.exists() else folder.parent
+    try:
+        return os.access(existing, os.W_OK | os.X_OK) and not os.statvfs(existing).f_flag & os.ST_RDONLY
+    except OSError:
+        return False
+
+
+@functools.cache
+def _say_once(line: str) -> None:
+    logging.getLogger("mirage").warning(line)
 
 
 @dataclass(frozen=True)

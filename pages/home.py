@@ -5,7 +5,7 @@ from collections import Counter
 import plotly.express as px
 import streamlit as st
 
-from app_shared import DISCLAIMER, frame, show_record_image
+from app_shared import DISCLAIMER, deployment_findings, frame, show_record_image
 from mirage_core.display import inert
 from mirage_core.evaluation import heldout_report, search_figures
 
@@ -96,6 +96,11 @@ if figures:
     st.caption(f"The image–text model alone: a caption finds its own image among the top 10 "
                f"{heldout['text_to_image']:.0f} % of the time, and an image its caption {heldout['image_to_text']:.0f} "
                f"%, on {heldout['pairs']:,} pairs its recipe never trained on. Measured {figures['measured']}.")
+
+with st.expander("For deployers: what this deployment uses (the same as `mirage doctor`)"):
+    for finding in deployment_findings():
+        icon = {"ok": ":material/check_circle:", "warn": ":material/warning:", "fail": ":material/error:"}
+        st.markdown(f"{icon[finding.status]} **{inert(finding.check)}** — {inert(finding.detail)}")
 
 st.subheader("Attribution")
 st.markdown(

@@ -33,10 +33,15 @@ PICK_MARK = " :red[:material/cancel: **your answer**]"
 # Presenter mode fills a projector: no sidebar or toolbar, the full width, type readable from the back row.
 PRESENTER_CSS = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"] {display: none;}
-[data-testid="stMainBlockContainer"] {max-width: 100%; padding: 1.5rem 3rem;}
-.st-key-presenter p, .st-key-presenter li {font-size: 2rem; line-height: 1.35;}
-.st-key-presenter blockquote p {font-size: 1.7rem;}
-.st-key-presenter h1 {font-size: 2.2rem;} .st-key-presenter h2 {font-size: 2.8rem;}
+[data-testid="stMainBlockContainer"] {max-width: 100%; padding: 1rem 2.5rem 0;}
+.st-key-presenter p, .st-key-presenter li {font-size: clamp(1.1rem, 3.2vh, 2rem); line-height: 1.3;}
+.st-key-presenter blockquote p {font-size: clamp(1rem, 2.8vh, 1.7rem);}
+.st-key-presenter h1 {font-size: clamp(1.2rem, 3.4vh, 2.2rem); padding: 0;}
+.st-key-presenter h2 {font-size: clamp(1.4rem, 4.2vh, 2.8rem); padding: 0.2rem 0;}
+.st-key-presenter img {max-height: 46vh; width: auto !important; max-width: 100%; object-fit: contain;}
+.st-key-presenter [data-testid="stCaptionContainer"] p {font-size: 0.95rem;}
+.st-key-presenter-controls {position: sticky; bottom: 0; z-index: 10; padding: 0.4rem 0;
+  background: var(--background-color, #0e1117);}
 </style>"""
 FORWARD_LABELS = {"answer": "Show the answer", "why the others are wrong": "Why the others are wrong",
                   "source": "Show the source", "next question": "Next question"}
@@ -132,20 +137,22 @@ def present(show: Presentation) -> None:
                     st.markdown(f"## {letter}{mark}")
                     show_record_image(index, option.record_id)
                     if reason:
-                        st.markdown(reason)
+                        st.caption(reason)
         else:
             picture, options = st.columns([3, 2], gap="large")
             with picture:
                 show_record_image(index, question.subject_id)
             with options:
                 for letter, option, mark, reason in zip(LETTERS, question.options, marks, reasons):
-                    st.markdown(f"**{letter}.** {inert(option.text, limit=220)}{mark}")
+                    st.markdown(f"**{letter}.** {inert(option.text, limit=160)}{mark}")
                     if reason:
-                        st.markdown(reason)
+                        st.caption(reason)
         if show.shows("source") and question.subject_id:
             record = index.records[index.row_of(question.subject_id)]
-            st.markdown(f"**The case:** {inert(record.caption, limit=300)}  \n**Source:** {source_line(record)}")
-    back, forward, leave = st.columns(3)
+            st.markdown(f"**The case:** {inert(record.caption, limit=300)}")
+            st.caption(f"Source: {source_line(record)}")
+    controls = st.container(key="presenter-controls")  # kept on screen (sticky) whatever the question's length
+    back, forward, leave = controls.columns(3)
     if back.button("Previous question", icon=":material/arrow_back:", shortcut="ArrowLeft",
                    disabled=show.position == 0, width="stretch"):
         show.previous()

@@ -19,7 +19,26 @@ def register(commands) -> dict:
     corpus_options(bundle)
     encoder_option(bundle)
     bundle.add_argument("--json", action="store_true")
-    return {"bundle": cmd_bundle}
+
+    doctor = commands.add_parser("doctor", help="what this deployment will use, and what is missing or risky",
+                                 description="One finding a line; exit 0 when it will work, 1 when something "
+                                             "fails. Reads only: builds, migrates and downloads nothing.")
+    corpus_options(doctor)
+    encoder_option(doctor)
+    doctor.add_argument("--json", action="store_true")
+    return {"bundle": cmd_bundle, "doctor": cmd_doctor}
+
+
+def cmd_doctor(args) -> int:
+    from ..doctor import as_json, diagnose, will_work
+
+    findings = diagnose(settings_from(args))
+    if args.json:
+        print(as_json(findings))
+    else:
+        print("\n".join(finding.line() for finding in findings))
+        print("this deployment will work" if will_work(findings) else "this deployment will NOT work: see FAIL")
+    return 0 if will_work(findings) else 1
 
 
 def cmd_bundle(args) -> int:

@@ -165,6 +165,17 @@ def test_quiz_answers_one_question(server, page):
     page.screenshot(path=str(ARTIFACTS / "quiz.png"), full_page=True)
 
 
+def _fits(page, width: int, height: int) -> None:
+    """The question, its options and the controls are all on the screen, at this size."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.wait_for_timeout(500)
+    forward = page.locator(".st-key-presenter-controls button").nth(1)
+    box = forward.bounding_box()
+    assert box and 0 <= box["y"] and box["y"] + box["height"] <= height + 1, (width, height, box)
+    last = page.locator(".st-key-presenter [data-testid='stMarkdownContainer']").last.bounding_box()
+    assert last and last["y"] + last["height"] <= height + 1, (width, height, last)
+
+
 def test_presenter_mode_fills_the_screen_and_follows_the_keyboard(server, page):
     page.goto(f"{server}/quiz")
     page.get_by_role("tab", name="Instructor packs").click()
@@ -180,8 +191,11 @@ def test_presenter_mode_fills_the_screen_and_follows_the_keyboard(server, page):
     page.keyboard.press("ArrowRight")
     page.get_by_text("answer", exact=True).wait_for()  # step 1: the answer is marked
     page.keyboard.press("ArrowRight")
-    page.get_by_text(re.compile(r"✗ (it is|same|the image is labelled) ")).first.wait_for()  # step 2: why not
-    page.screenshot(path=str(ARTIFACTS / "presenter.png"))
+    page.get_by_text(re.compile(r"✗ (Wrong|Not) ")).first.wait_for()  # step 2: why each other option is wrong
+    for width, height in ((1280, 720), (1920, 1080)):  # a classroom projector and a full-HD one
+        _fits(page, width, height)
+        page.screenshot(path=str(ARTIFACTS / f"presenter-{width}x{height}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
     page.keyboard.press("Escape")
     page.get_by_role("tab", name="Practice").wait_for()
 
