@@ -30,6 +30,7 @@ browser:
 
 lint: $(STAMP)
 	$(BIN)/ruff check mirage_core tests pages assets app_shared.py streamlit_app.py
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

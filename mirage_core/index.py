@@ -288,7 +288,8 @@ def build_index(
     for start in range(0, len(kept), CAPTION_CHUNK):
         joint, meaning = encoder.encode_captions([r.caption for r in kept[start : start + CAPTION_CHUNK]])
         caption_rows.append(joint)
-        sentence_rows.append(meaning)
+        if meaning is not None:
+            sentence_rows.append(meaning)
         if progress:
             progress(total - len(kept) + min(start + CAPTION_CHUNK, len(kept)), total)
     manifest = {
@@ -308,7 +309,8 @@ def build_index(
         hubness(images, bank["captions"] if bank else None), hubness(captions, bank["images"] if bank else None)
     ])
     manifest["hubness_bank"] = len(bank["captions"]) if bank else 0
-    return Index(images, captions, kept, manifest, bias, sentences=np.concatenate(sentence_rows))
+    return Index(images, captions, kept, manifest, bias,
+                 sentences=np.concatenate(sentence_rows) if sentence_rows else None)
 
 
 def save_index(index: Index, folder: str | Path) -> Path:

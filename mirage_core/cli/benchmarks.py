@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import UsageError, corpus_options, open_index, settings_from
+from .common import UsageError, corpus_options, opened, settings_from
 
 BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load", "relevance", "findings",
               "arithmetic")
@@ -35,7 +35,6 @@ def register(commands) -> dict:
 
 
 def cmd_bench(args) -> int:
-    from ..encoders import create_encoder
 
     settings = settings_from(args)
     if args.what == "search":
@@ -60,12 +59,11 @@ def cmd_bench(args) -> int:
     elif args.what == "findings" and args.weights_dir:
         from ..bench.findings import bench_findings, honest_indexes
 
-        opened = honest_indexes(settings.load_corpus(), Path(args.weights_dir), Path(settings.home) / "cache",
+        honest = honest_indexes(settings.load_corpus(), Path(args.weights_dir), Path(settings.home) / "cache",
                                 args.tune, log=lambda line: print(line, file=sys.stderr, flush=True))
-        result = bench_findings(*opened)
+        result = bench_findings(*honest)
     else:
-        encoder = create_encoder(settings.encoder, settings.device)
-        index = open_index(args, settings, encoder)
+        settings, encoder, index = opened(args)
         if args.what == "relevance":
             from ..bench.relevance import bench_relevance
 

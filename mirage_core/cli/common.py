@@ -86,6 +86,23 @@ def open_index(args, settings, encoder):
     return open_configured_index(settings, encoder, progress_bar("bundle" if settings.bundle_url else "embedding"))
 
 
+def opened(args):
+    """(settings, encoder, index) from the arguments: the settings they override, the encoder those name, and the
+    index that encoder searches (`--index`, else the configured one, built or installed on first use)."""
+    from ..encoders import create_encoder
+
+    settings = settings_from(args)
+    check_corpus_exists(args, settings)
+    encoder = create_encoder(settings.encoder, settings.device)
+    return settings, encoder, open_index(args, settings, encoder)
+
+
+def exactly_one(text: str | None, image: str | None, what: str = "query") -> None:
+    """A command that takes a text or `--image PATH` was given exactly one of them."""
+    if (text is None) == (image is None):
+        raise UsageError(f"give either a text {what} or --image PATH")
+
+
 def hit_dict(hit) -> dict:
     from ..search import why
 

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 from ..files import check_writable
+from ..images import open_image
 from .common import (
-    UsageError,
-    check_corpus_exists,
     check_modalities,
     corpus_options,
     encoder_option,
+    exactly_one,
     hit_dict,
-    open_index,
+    opened,
     parse_term,
     print_hits,
     progress_bar,
@@ -78,18 +78,12 @@ def cmd_build_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from ..encoders import create_encoder
-    from ..images import open_image
     from ..relevance import assess
     from ..search import search_image, search_text
 
-    if (args.query is None) == (args.image is None):
-        raise UsageError("give either a text query or --image PATH")
+    exactly_one(args.query, args.image)
     check_modalities(args.modality)
-    settings = settings_from(args)
-    check_corpus_exists(args, settings)
-    encoder = create_encoder(settings.encoder, settings.device)
-    index = open_index(args, settings, encoder)
+    _, encoder, index = opened(args)
     target = "captions" if args.captions else "images"
     if args.image is not None:
         hits = search_image(index, encoder, open_image(args.image), args.k, target=target, modalities=args.modality)
@@ -106,12 +100,8 @@ def cmd_search(args) -> int:
 
 def cmd_arith(args) -> int:
     from ..arithmetic import dual_search
-    from ..encoders import create_encoder
 
-    settings = settings_from(args)
-    check_corpus_exists(args, settings)
-    encoder = create_encoder(settings.encoder, settings.device)
-    index = open_index(args, settings, encoder)
+    _, encoder, index = opened(args)
     result = dual_search(
         index, encoder, parse_term(args.query), [parse_term(t) for t in args.minus],
         [parse_term(t) for t in args.plus], k=args.k,

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 from ..files import write_bytes, write_text
+from ..images import open_image
 from .common import (
     UsageError,
-    check_corpus_exists,
     corpus_options,
     encoder_option,
-    open_index,
+    exactly_one,
+    opened,
     parse_term,
     settings_from,
 )
@@ -69,17 +70,13 @@ def register(commands) -> dict:
 
 
 def cmd_quiz(args) -> int:
-    from ..encoders import create_encoder
     from ..quiz import KINDS, QuestionGenerator, make_pack, save_pack
     from ..quiz.packs import dump_pack
 
     if not 1 <= args.n <= 500:
         raise UsageError("--n must be between 1 and 500")
     kinds = [k.strip() for value in (args.type or []) for k in value.split(",") if k.strip()] or None
-    settings = settings_from(args)
-    check_corpus_exists(args, settings)
-    encoder = create_encoder(settings.encoder, settings.device)
-    index = open_index(args, settings, encoder)
+    _, encoder, index = opened(args)
     generator = QuestionGenerator(index, encoder, seed=args.seed)
     started = time.perf_counter()
     questions = generator.questions(args.n, kinds or list(KINDS), args.difficulty, args.topic)
@@ -101,20 +98,14 @@ def cmd_quiz(args) -> int:
 def cmd_report(args) -> int:
     from dataclasses import asdict
 
-    from ..encoders import create_encoder
-    from ..images import open_image
     from ..reports import enrich_query, grounded_report
 
-    if (args.query is None) == (args.image is None):
-        raise UsageError("give either a text query or --image PATH")
     if not 1 <= args.k <= 50:
         raise UsageError("--k must be between 1 and 50")
     if args.enrich and args.image:
         raise UsageError("--enrich expands a text query's words; an image query has none (drop --enrich)")
-    settings = settings_from(args)
-    check_corpus_exists(args, settings)
-    encoder = create_encoder(settings.encoder, settings.device)
-    index = open_index(args, settings, encoder)
+    exactly_one(args.query, args.image)
+    settings, encoder, index = opened(args)
     query = open_image(args.image) if args.image else args.query
     report = grounded_report(index, encoder, query, k=args.k)
     llm = enrichment = query_enrichment = None
@@ -157,10 +148,8 @@ def cmd_report(args) -> int:
 def cmd_generate(args) -> int:
     from ..encoders import create_encoder
     from ..generation import GenerationRequest, create_generator
-    from ..images import open_image
 
-    if (args.prompt is None) == (args.image is None):
-        raise UsageError("give either a text prompt or --image PATH")
+    exactly_one(args.prompt, args.image, "prompt")
     settings = settings_from(args)
     profile = args.profile or settings.generator
     if (args.minus or args.plus or args.image) and not profile.startswith("lite"):

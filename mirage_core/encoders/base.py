@@ -26,8 +26,8 @@ class Encoder(ABC):
     `training_ids`: the records it was trained on, which no held-out figure may count as unseen.
     `preprocess` turns a PIL image into the tensor `encode_pixels` expects; index building runs it in
     loader workers, everything else calls `encode_image`.
-    `encode_sentences` gives a text's meaning vector from a sentence model (`sentence_model`, all-MiniLM-L6-v2
-    unless an encoder has its own): what hybrid search compares a query with the captions by, text to text.
+    `encode_sentences` gives a text's meaning vector from the encoder's sentence model (`sentence_model`; None when
+    it has none): what hybrid search compares a query with the captions by, text to text.
     """
 
     name: str
@@ -35,7 +35,7 @@ class Encoder(ABC):
     fingerprint: str
     reference_bank: dict[str, np.ndarray] | None = None  # training embeddings {"images", "captions"}
     training_ids: frozenset[str] = frozenset()
-    sentence_model: str = "all-MiniLM-L6-v2"
+    sentence_model: str | None = None
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> torch.Tensor: ...
@@ -57,14 +57,15 @@ class Encoder(ABC):
                             "text")
 
     def encode_sentences(self, texts: Sequence[str], query: bool = False) -> np.ndarray:
-        """Unit meaning vectors of texts from the sentence model (shared by every encoder without its own)."""
-        from .sentences import shared_sentence_model
+        """Unit meaning vectors of texts from the encoder's sentence model."""
+        from ..errors import MirageError
 
-        return shared_sentence_model().encode(texts, query)
+        raise MirageError(f"the encoder {self.name} has no sentence model")
 
-    def encode_captions(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Corpus captions' joint-space embeddings and meaning vectors (an encoder may make both in one pass)."""
-        return self.encode_text(texts), self.encode_sentences(texts)
+    def encode_captions(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Corpus captions' joint-space embeddings and meaning vectors (None without a sentence model; an encoder
+        may make both in one pass)."""
+        return self.encode_text(texts), self.encode_sentences(texts) if self.sentence_model else None
 
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of query texts (what a user types), which search the corpus' embeddings."""

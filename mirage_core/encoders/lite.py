@@ -335,6 +335,7 @@ class LiteEncoder(Encoder):
                 f"lite encoder weights not found: {weights}. Train them with `mirage train-encoder --roco DIR`."
             )
         self.name = "lite"
+        self.sentence_model = "all-MiniLM-L6-v2"  # its own text tower, before the heads
         self.dim = self.config["members"] * self.config["member_dim"]
         self.device = torch.device(device)
         # channels-last roughly doubles the speed of EfficientNet's depthwise convolutions on CPU

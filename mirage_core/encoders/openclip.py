@@ -53,6 +53,14 @@ class OpenClipEncoder(Encoder):
             self.dim = int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
         self.fingerprint = fingerprint_of(self.name, {"spec": spec}, []) + _weights_digest(self.model)
 
+    sentence_model = "all-MiniLM-L6-v2"
+
+    def encode_sentences(self, texts, query: bool = False) -> np.ndarray:
+        """Meaning vectors from all-MiniLM-L6-v2 (`sentences`), for the captions' channel of hybrid search."""
+        from .sentences import shared_sentence_model
+
+        return shared_sentence_model().encode(texts, query)
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._preprocess(image.convert("RGB"))
 
