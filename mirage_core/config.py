@@ -5,19 +5,25 @@ repository). A deployer overrides them with environment variables (`MIRAGE_ENCOD
 `MIRAGE_SPLIT`, `MIRAGE_LICENCES`, `MIRAGE_HOME`, `MIRAGE_DEVICE`, `MIRAGE_QUIZ_DB`,
 `MIRAGE_DATABASE_URL`, `MIRAGE_INDEX`, `MIRAGE_BUNDLE_URL`, `MIRAGE_BUNDLE_SHA256`, `MIRAGE_LLM`, `MIRAGE_LLM_BASE_URL`,
 `MIRAGE_GENERATOR`) or a `mirage.toml` at the repository root with the
-same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variables win.
+same keys in lower case (`encoder = "open_clip:hf-hub:…"`); environment variables win. `pydantic-settings` reads
+both, typed: an unknown key or a value of the wrong type in `mirage.toml` is a one-line error naming the key and
+the valid ones, never a silent fall back to a default.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import logging
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+from .errors import MirageError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run from a source checkout (the app, `make test`) rather than from an installed wheel
@@ -63,13 +69,15 @@ def _say_once(line: str) -> None:
     logging.getLogger("mirage").warning(line)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MIRAGE_", extra="forbid", frozen=True, strict=True)
+    toml_file: ClassVar[Path | None] = None  # the mirage.toml `load_settings` found
+
     encoder: str = "lite"
     corpus: str = str(DEFAULT_CORPUS)  # one path, or several joined by ':' (a list in mirage.toml)
     split: str = ""
     licences: str = ""
-    home: str = dataclasses.field(default_factory=lambda: str(default_home()))
+    home: str = Field(default_factory=lambda: str(default_home()))
     device: str = "cpu"
     quiz_db: str = ""
     database_url: str = ""  # postgresql://… for progress shared by replicas; else SQLite at progress_db()
@@ -81,6 +89,20 @@ class Settings:
     llm: str = ""
     llm_base_url: str = ""  # for llm = "openai:<model>"; its key comes only from MIRAGE_LLM_API_KEY (a secret)
     generator: str = "lite"
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _joined(cls, value):
+        """mirage.toml may list several corpus folders; they are one value joined by ':'."""
+        return os.pathsep.join(map(str, value)) if isinstance(value, list | tuple) else value
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        sources = (init_settings, env_settings)  # arguments, then MIRAGE_* variables, then mirage.toml
+        if cls.toml_file is not None and cls.toml_file.exists():
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file),)
+        return sources
 
     def index_dir(self, fingerprint: str) -> Path:
         """Indexes are keyed by encoder fingerprint and corpus, so a stale one is never picked up."""
@@ -107,19 +129,29 @@ class Settings:
         return load_corpora(self.corpus, split=self.split or None, licences=self.licences or None)
 
     def with_overrides(self, **values) -> Settings:
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+        return self.model_copy(update={k: v for k, v in values.items() if v is not None})
 
 
 def load_settings(config_file: Path | None = None) -> Settings:
-    if config_file is None:  # the working folder's mirage.toml, else the checkout's
+    """The settings: MIRAGE_* environment variables over `mirage.toml` (the working folder's, else the
+    checkout's) over the defaults; a mistake in either is a `MirageError` naming the key and the valid ones."""
+    if config_file is None:
         candidates = [Path.cwd() / "mirage.toml", REPO_ROOT / "mirage.toml"]
         config_file = next((c for c in candidates if c.exists()), candidates[-1])
-    values: dict[str, str] = {}
-    if config_file.exists():
-        values.update({k: os.pathsep.join(map(str, v)) if isinstance(v, list) else str(v)
-                       for k, v in tomllib.loads(config_file.read_text()).items()})
-    for item in fields(Settings):
-        env = os.environ.get(f"MIRAGE_{item.name.upper()}")
-        if env is not None:
-            values[item.name] = env
-    return Settings(**{k: v for k, v in values.items() if k in {f.name for f in fields(Settings)}})
+    Settings.toml_file = Path(config_file)
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise MirageError(_explain(error, Path(config_file))) from None
+    except tomllib.TOMLDecodeError as error:
+        raise MirageError(f"{config_file} is not valid TOML: {error}") from None
+
+
+def _explain(error: ValidationError, config_file: Path) -> str:
+    problem = error.errors()[0]
+    key = ".".join(str(part) for part in problem["loc"]) or "?"
+    valid = ", ".join(Settings.model_fields)
+    if problem["type"] == "extra_forbidden":
+        return f"unknown setting '{key}' in {config_file}: the settings are {valid}"
+    return (f"the setting '{key}' (mirage.toml or MIRAGE_{key.upper()}) is not valid: {problem['msg'].lower()} "
+            f"(got {problem.get('input')!r})")
