@@ -261,8 +261,12 @@ with review:
         if due and st.button("Review them now", type="primary"):
             st.session_state["quiz"] = QuizSession(due, learner, "Review")
             st.rerun()
-        st.caption("Missed questions return after 10 minutes, then after 1, 6 and more days as you get them right "
-                   "(SM-2 spaced repetition).")
+        schedule = store.schedule(learner)
+        if schedule:
+            st.dataframe([{"question": question.summary(70), "returns": when_due(due)} for question, due in schedule],
+                         hide_index=True, width="stretch")
+        st.caption("Missed questions return after 10 minutes; the ones you get right return later and later, as "
+                   "your memory of them grows (FSRS spaced repetition, the scheduler Anki uses).")
 
 with progress:
     if not learner:

@@ -50,7 +50,7 @@ def test_thirty_right_answers_in_a_row_stay_within_the_cap(target):
         store.record_answer("ben", QUESTION, chosen=0, at=at)
         card = store.card("ben", QUESTION.card_id)
         at = card.due  # answer each time it falls due
-    assert card.repetitions == 30 and card.interval_days == MAX_INTERVAL_DAYS
+    assert card.repetitions == 30 and card.interval_days <= MAX_INTERVAL_DAYS
     assert store.next_due("ben") - now_utc() < timedelta(days=30 * MAX_INTERVAL_DAYS + 1)
 
 
@@ -74,6 +74,23 @@ def test_an_older_sqlite_database_is_migrated_with_its_answers(tmp_path):
     check.close()
     reopened = ProgressStore(path)
     assert len(reopened.answers("cleo")) == 1 and reopened.card("cleo", QUESTION.card_id).repetitions == 1
+
+
+def test_sm2_cards_of_schema_2_are_replayed_into_fsrs(tmp_path):
+    import json
+
+    path = tmp_path / "sm2.sqlite"
+    store = ProgressStore(path)
+    store.record_answer("dora", QUESTION, chosen=0, at=now_utc() - timedelta(days=3))
+    store.record_answer("dora", QUESTION, chosen=1, at=now_utc() - timedelta(days=2))
+    check = sqlite3.connect(path)  # turn it back into what schema 2 left: SM-2 columns, no FSRS memory
+    check.executescript("UPDATE cards SET memory = '', ease = 2.36, interval_days = 0, repetitions = 0;"
+                        "UPDATE mirage_schema SET version = 2;")
+    check.commit()
+    check.close()
+    migrated = ProgressStore(path).card("dora", QUESTION.card_id)
+    assert migrated.memory and json.loads(migrated.memory)["stability"] > 0
+    assert (migrated.repetitions, migrated.lapses) == (0, 1) and len(ProgressStore(path).answers("dora")) == 2
 
 
 def test_a_database_newer_than_this_version_is_refused(tmp_path):

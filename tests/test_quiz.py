@@ -1,4 +1,4 @@
-"""Quiz: generator properties over hundreds of questions, the SM-2 schedule, the store, instructor packs."""
+"""Quiz: generator properties over hundreds of questions, the FSRS schedule, the store, instructor packs."""
 
 from __future__ import annotations
 
@@ -173,24 +173,31 @@ def test_validate_rejects_unsound_questions():
 
 # -- spaced repetition ---------------------------------------------------------------------------------
 
-def test_sm2_intervals_grow_and_a_miss_comes_back_soon():
+def test_fsrs_intervals_grow_and_a_miss_comes_back_in_the_same_sitting():
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    card = Card("c")
-    intervals = []
-    for _ in range(4):
-        card = review(card, 5, now)
+    card, intervals = Card("c"), []
+    for _ in range(5):
+        card = review(card, True, False, now)
         intervals.append(card.interval_days)
-    assert intervals[:2] == [1.0, 6.0]
-    assert intervals[2] == pytest.approx(6.0 * 2.8, abs=0.01) and intervals[3] > intervals[2]
-    missed = review(card, 1, now)
+        now = card.due  # answered each time it falls due
+    assert intervals == sorted(intervals) and intervals[-1] > 3 * intervals[1] and card.repetitions == 5
+    missed = review(card, False, False, now)
     assert missed.repetitions == 0 and missed.lapses == 1 and missed.due == now + timedelta(minutes=10)
-    assert missed.ease == pytest.approx(card.ease - 0.54)
-    hinted = review(Card("h"), 3, now)
-    assert hinted.interval_days == 1.0 and hinted.ease == pytest.approx(2.36)
-    floor = Card("f")
-    for _ in range(10):
-        floor = review(floor, 0, now)
-    assert floor.ease == 1.3
+    hinted, plain = review(Card("h"), True, True, now), review(Card("g"), True, False, now)
+    assert hinted.due <= plain.due  # a right answer that needed the hint comes back no later
+    first, second = (review(Card("c"), True, False, datetime(2026, 1, 1, tzinfo=UTC)) for _ in range(2))
+    assert (first.due, first.interval_days) == (second.due, second.interval_days)  # no fuzz: deterministic
+
+
+def test_an_sm2_history_is_replayed_into_fsrs():
+    from mirage_core.quiz.schedule import replay
+
+    start = datetime(2026, 2, 1, 9, tzinfo=UTC)
+    history = [(start, True, False), (start + timedelta(days=1), False, False), (start + timedelta(days=1,
+                                                                                                  minutes=11),
+                                                                            True, True)]
+    card = replay("k", history)
+    assert (card.repetitions, card.lapses) == (1, 1) and card.due > history[-1][0] and card.memory
 
 
 # -- the store -----------------------------------------------------------------------------------------

@@ -109,11 +109,12 @@ def test_an_instructor_pack_is_imported_and_presented(quiz_env, tmp_path):
     assert forward.label == "Show the answer"
     forward.click().run()  # step 1: the answer is marked
     assert any("**answer**" in m.value for m in at.markdown)
-    assert not any(m.value.startswith(":red[✗") for m in at.markdown)
+    assert not any(c.value.startswith(":red[✗") for c in at.caption)
     next(b for b in at.button if b.key == "present-forward").click().run()  # step 2: why the others are wrong
-    assert len([m for m in at.markdown if m.value.startswith(":red[✗")]) == 3  # one under each distractor
-    next(b for b in at.button if b.key == "present-forward").click().run()  # step 3: the source
-    assert any("**Source:**" in m.value and "ncbi.nlm.nih.gov/pmc" in m.value for m in at.markdown)
+    reasons = [c.value for c in at.caption if c.value.startswith(":red[✗")]
+    assert len(reasons) == 3 and all(len(r.split()) >= 8 for r in reasons)  # a sentence under each distractor
+    next(b for b in at.button if b.key == "present-forward").click().run()  # step 3: the source, in small type
+    assert any(c.value.startswith("Source:") and "ncbi.nlm.nih.gov/pmc" in c.value for c in at.caption)
     forward = next(b for b in at.button if b.key == "present-forward")
     assert forward.label == "Next question"
     forward.click().run()

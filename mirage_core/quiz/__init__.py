@@ -9,12 +9,12 @@
 
 from .packs import PackError, make_pack, parse_pack, read_pack, save_pack
 from .questions import DIFFICULTIES, KINDS, Option, Question, QuestionGenerator, validate, why_right, why_wrong
-from .schedule import Card, grade, review
+from .schedule import Card, rating, review
 from .session import LETTERS, PRESENTER_STEPS, Presentation, QuizSession, Result
 from .store import ProgressStore, check_learner
 
 __all__ = [
     "DIFFICULTIES", "KINDS", "LETTERS", "PRESENTER_STEPS", "Card", "Option", "PackError", "Presentation",
-    "ProgressStore", "Question", "QuestionGenerator", "QuizSession", "Result", "check_learner", "grade", "make_pack",
+    "ProgressStore", "Question", "QuestionGenerator", "QuizSession", "Result", "check_learner", "rating", "make_pack",
     "parse_pack", "read_pack", "review", "save_pack", "validate", "why_right", "why_wrong",
 ]

@@ -28,7 +28,7 @@ from ..errors import MirageError
 from ..files import write_text
 from .explain import topic_name
 from .questions import Question
-from .schedule import Card, grade, review
+from .schedule import Card, replay, review
 
 metadata = sa.MetaData()
 answers_table = sa.Table(
@@ -58,7 +58,9 @@ cards_table = sa.Table(
     sa.Column("lapses", sa.Integer, nullable=False),
     sa.Column("due", sa.Text, nullable=False),
     sa.Column("question", sa.Text, nullable=False),
+    sa.Column("memory", sa.Text, nullable=False, server_default=""),  # FSRS's card, JSON (schema 3)
 )
+# `ease` is SM-2's ease factor, kept for the cards of schema 1–2; FSRS (schema 3) keeps its state in `memory`
 version_table = sa.Table("mirage_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
 
 
@@ -73,7 +75,26 @@ def _index_due_cards(connection: sa.Connection) -> None:
     connection.execute(sa.text("CREATE INDEX IF NOT EXISTS cards_due ON cards (learner, due)"))
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1, _index_due_cards]  # index + 1 = version
+def _fsrs_memory(connection: sa.Connection) -> None:
+    """Version 3: FSRS replaces SM-2. Each card gets FSRS's memory, rebuilt by replaying its answers in order, and
+    its due time, repetitions and lapses from that replay; no answer is changed or lost."""
+    if "memory" not in {column["name"] for column in sa.inspect(connection).get_columns("cards")}:
+        connection.execute(sa.text("ALTER TABLE cards ADD COLUMN memory TEXT NOT NULL DEFAULT ''"))
+    answers = answers_table.c
+    history: dict[tuple[str, str], list] = {}
+    for learner, card_id, at, correct, hint in connection.execute(
+            sa.select(answers.learner, answers.card_id, answers.answered_at, answers.correct, answers.used_hint)
+            .order_by(answers.id)):
+        history.setdefault((learner, card_id), []).append((datetime.fromisoformat(at), bool(correct), bool(hint)))
+    for (learner, card_id), answered in history.items():
+        card = replay(card_id, answered)
+        connection.execute(cards_table.update().where(
+            cards_table.c.learner == learner, cards_table.c.card_id == card_id).values(
+            interval_days=card.interval_days, repetitions=card.repetitions, lapses=card.lapses,
+            due=_stamp(card.due), memory=card.memory))
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1, _index_due_cards, _fsrs_memory]  # index + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 NICKNAME = re.compile(r"^[\w .'-]{1,40}$")
 CSV_COLUMNS = ("answered_at", "kind", "topic", "difficulty", "subject_id", "prompt", "chosen_option",
@@ -175,15 +196,15 @@ class ProgressStore:
         fresh = Card(question.card_id)
         with self._transaction() as connection:
             insert = _insert(connection)(cards_table).values(
-                learner=learner, card_id=fresh.card_id, ease=fresh.ease, interval_days=fresh.interval_days,
-                repetitions=0, lapses=0, due=_stamp(at), question=payload)
+                learner=learner, card_id=fresh.card_id, ease=0.0, interval_days=fresh.interval_days,
+                repetitions=0, lapses=0, due=_stamp(at), question=payload, memory="")
             connection.execute(insert.on_conflict_do_nothing())  # the row exists, so it can be locked
             row = connection.execute(
                 sa.select(cards_table).where(cards_table.c.learner == learner,
                                              cards_table.c.card_id == question.card_id).with_for_update()
             ).one()
-            card = review(Card(row.card_id, row.ease, row.interval_days, row.repetitions, row.lapses),
-                          grade(correct, used_hint), at)
+            card = review(Card(row.card_id, row.repetitions, row.lapses, None, row.interval_days, row.memory),
+                          correct, used_hint, at)
             connection.execute(answers_table.insert().values(
                 learner=learner, answered_at=_stamp(at), question_id=question.id, card_id=question.card_id,
                 kind=question.kind, topic=question.topic, difficulty=question.difficulty,
@@ -191,8 +212,8 @@ class ProgressStore:
                 question=payload))
             connection.execute(cards_table.update().where(
                 cards_table.c.learner == learner, cards_table.c.card_id == card.card_id).values(
-                ease=card.ease, interval_days=card.interval_days, repetitions=card.repetitions, lapses=card.lapses,
-                due=_stamp(card.due), question=payload))
+                interval_days=card.interval_days, repetitions=card.repetitions, lapses=card.lapses,
+                due=_stamp(card.due), question=payload, memory=card.memory))
         return Answer(at, question, chosen, correct, used_hint)
 
     def reset(self, learner: str) -> int:
@@ -221,8 +242,17 @@ class ProgressStore:
                 cards_table.c.learner == learner, cards_table.c.card_id == card_id)).first()
         if row is None:
             return None
-        return Card(row.card_id, row.ease, row.interval_days, row.repetitions, row.lapses,
-                    datetime.fromisoformat(row.due))
+        return Card(row.card_id, row.repetitions, row.lapses, datetime.fromisoformat(row.due), row.interval_days,
+                    row.memory)
+
+    def schedule(self, learner: str) -> list[tuple[Question, datetime]]:
+        """Every card of the learner with when it returns, soonest first."""
+        learner = check_learner(learner)
+        columns = cards_table.c
+        with self._transaction() as connection:
+            rows = connection.execute(sa.select(columns.question, columns.due).where(columns.learner == learner)
+                                      .order_by(columns.due)).all()
+        return [(Question.from_dict(json.loads(question)), datetime.fromisoformat(due)) for question, due in rows]
 
     def due_questions(self, learner: str, at: datetime | None = None, limit: int = 50) -> list[Question]:
         """Questions whose cards are due (missed ones first, then the most overdue)."""
