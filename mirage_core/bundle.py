@@ -171,11 +171,8 @@ def _fetch(source: str, folder: Path, timeout: float, deadline: float, progress:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _extract(archive: Path, staging: Path) -> None:

@@ -34,3 +34,11 @@ def fold_of(record: Record, folds: int) -> int:
     """The cross-validation fold (0…folds−1) of a record's article."""
     group = record.pmc_id or record.id
     return int.from_bytes(hashlib.sha1(f"fold|{group}".encode()).digest()[:4], "big") % folds
+
+
+def cv_folds(records: Sequence[Record], folds: int):
+    """(training rows, validation rows) of each cross-validation fold, as scikit-learn's `PredefinedSplit` over
+    `fold_of`: every article wholly inside one fold, and the same folds on every machine and in every release."""
+    from sklearn.model_selection import PredefinedSplit
+
+    return list(PredefinedSplit([fold_of(record, folds) for record in records]).split())

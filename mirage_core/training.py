@@ -337,12 +337,10 @@ def cross_validate(train: FeatureCache, train_records: Sequence[Record], config:
     """k-fold cross-validation by article inside the training records: each fold is scored by heads trained on
     the others, exactly as the held-out split is scored. Settings are chosen on these figures, never on the
     held-out split. Returns R@10 in both directions per fold, with their mean and standard deviation."""
-    from .splits import fold_of
+    from .splits import cv_folds
 
-    assignment = np.array([fold_of(record, folds) for record in train_records])
     per_fold = {"t2i": [], "i2t": []}
-    for fold in range(folds):
-        inside, outside = np.flatnonzero(assignment != fold), np.flatnonzero(assignment == fold)
+    for fold, (inside, outside) in enumerate(cv_folds(train_records, folds)):
         heads = fit_heads(train.subset(inside), [train_records[i] for i in inside], config, settings)
         metrics = _heldout_metrics(heads, train.subset(inside), train.subset(outside), config)
         for direction in per_fold:

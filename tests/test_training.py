@@ -76,3 +76,18 @@ def test_fine_tune_tiny_open_clip(tiny_open_clip_dir, demo_slice, tmp_path):
     after = create_encoder(f"open_clip:local-dir:{out}")
     assert before.fingerprint != after.fingerprint
     assert not np.allclose(before.encode_text(["chest x-ray"]), after.encode_text(["chest x-ray"]))
+
+
+def test_cross_validation_folds_are_todays_and_keep_articles_whole(demo_corpus):
+    from mirage_core.splits import cv_folds, fold_of
+
+    records = demo_corpus.records[:600]
+    folds = cv_folds(records, 5)
+    assert len(folds) == 5
+    seen = np.zeros(len(records), dtype=int)
+    for fold, (inside, outside) in enumerate(folds):
+        assert [i for i, r in enumerate(records) if fold_of(r, 5) == fold] == outside.tolist()  # today's folds
+        assert not {records[i].pmc_id or records[i].id for i in inside} & {records[i].pmc_id or records[i].id
+                                                                          for i in outside}
+        seen[outside] += 1
+    assert (seen == 1).all()
