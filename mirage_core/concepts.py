@@ -46,6 +46,9 @@ FILLER = FILLER_KEYWORDS | {
     "aspect", "area", "areas", "zone", "site", "sites", "pattern", "patterns", "feature", "features", "sign",
     "signs", "change", "changes", "status", "process", "structure", "structures", "tissue", "contrast", "enhanced",
     "enhancement", "injection", "phase", "window", "protocol", "technique", "reconstruction", "duplex",
+    # a modality's own words, which modalities_named does not read on their own
+    "computer", "computed", "tomography", "tomographic", "magnetic", "resonance", "radiograph", "radiographs",
+    "radiography", "radiographic", "sonography", "sonographic", "ultrasonography", "scintigraphy", "soft", "hard",
 }
 
 _UNTEACHABLE = FILLER_KEYWORDS | {"month", "months", "day", "days", "week", "weeks", "section", "imaging"}
@@ -111,6 +114,28 @@ def teaching_terms(record, names: dict[str, str], limit: int = 8) -> list[str]:
     return terms
 
 
+# What a finding, a lesion, a device or a procedure is called: the endings and stems of radiology's vocabulary. A
+# ROCO keyword is offered as a key term only when its caption word has one of them (the keyword files also hold
+# "august", "somehow", "confirmation"), or names anatomy (`labels`); UMLS concept names are medical already.
+_MEDICAL = re.compile(
+    r"(itis|osis|oses|oma|omas|omata|emia|pathy|plasia|trophy|ectomy|otomy|ostomy|plasty|megaly|algia|cele|ectasis|"
+    r"iasis|rrhage|rrhoea|rrhea|lithiasis|penia|sclerosis|necrosis|stenosis|ptosis|listhesis)$"
+    r"|^(fractur|cyst|nodul|tumou?r|effusion|edema|oedema|thromb|embol|aneurysm|infarct|lesion|abscess|hernia|"
+    r"dissect|calcif|metasta|pneumo|opacit|consolidat|atelecta|h(a)?emorrh|h(a)?ematoma|fistul|obstruct|dilat|"
+    r"perforat|ruptur|dislocat|degenerat|infiltrat|stone|calcul|shunt|stent|catheter|pacemaker|prosthe|implant|"
+    r"graft|screw|malform|anomal|atresia|agenesis|hypoplas|hypertroph|atroph|enlarg|thicken|narrow|occlu|ischem|"
+    r"ischaem|inflamm|carcinom|sarcom|lymphom|leukem|glioma|cancer|malignan|neoplas|polyp|erosion|ulcer|varic|"
+    r"vascul|arter|vein|venous|valv|lymph|gland|bronch|aort|cortex|cortical|medull|spinal|vertebr|ligament|tendon|"
+    r"muscle|cartilag|menisc|bone|joint|sinus|ventric|atri|lung|liver|kidney|renal|hepat|spleen|splen|pancrea|"
+    r"bowel|colon|gastr|esophag|oesophag|bladder|uter|ovar|prostat|thyroid|breast|brain|cerebr|skull|femor|femur|"
+    r"tibia|humer|pelvi|knee)"
+    r"|^(mass|masses|ribs?|hips?|discs?|tubes?|plates?|clips?|wires?|spurs?|lobes?|ducts?|nails?)$")
+
+
+def _medical(word: str) -> bool:
+    return bool(_MEDICAL.search(word)) or region_of(word) != UNKNOWN
+
+
 def key_terms(caption: str, keywords, concept_names=(), limit: int = 3, anatomy: bool = False) -> tuple[str, ...]:
     """What the case shows, in whole words of its caption: each keyword as the caption word it stems from (ROCO's
     keyword files are stemmed: "kyphoscoliosi" is shown as "kyphoscoliosis" or not at all), then the UMLS concept
@@ -126,6 +151,8 @@ def key_terms(caption: str, keywords, concept_names=(), limit: int = 3, anatomy:
             key = parts[0]
             word = words.get(stem(key)) or next((w for w in words.values() if len(key) > 3 and w.startswith(key)),
                                                 None)
+            if word and candidate in keywords and not _medical(word):
+                continue
         else:  # a concept name of several words counts only as the caption says it
             word = candidate.lower() if re.search(r"\b" + re.escape(candidate.lower()) + r"\b", caption.lower()) \
                 else None

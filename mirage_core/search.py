@@ -172,12 +172,13 @@ def nearest_images(index: Index, encoder: Encoder, images: Sequence[Image.Image]
     """For each image (e.g. a synthetic one), the k corpus images nearest to it among the `pool` cases that the
     condition it was made from finds (a prompt by hybrid search, a vector or an image in the joint space): so a
     generated "axial CT of the abdomen" is compared with abdominal CTs, never with whatever else its pixels
-    resemble. Without a condition, the nearest of the whole corpus."""
+    resemble (a modality the prompt names is kept). Without a condition, the nearest of the whole corpus."""
     embedded = encoder.encode_image(list(images))
     if condition is None:
         return [index.search(vector, k) for vector in embedded]
-    if isinstance(condition, str):
-        found = search_text(index, encoder, condition, pool)
+    if isinstance(condition, str):  # a modality the prompt names is a filter, as on the Retrieval page
+        named = [m for m in modalities_named(condition) if m in set(index.modalities)]
+        found = search_text(index, encoder, condition, pool, modalities=named or None)
     else:
         found = index.search(as_unit_vector(encoder, condition), pool)
     rows = np.array([hit.row for hit in found], dtype=np.int64)

@@ -146,6 +146,22 @@ def test_dual_search_renders_results_and_pca(server, page):
     assert (ARTIFACTS / "dual_search_pca.png").stat().st_size > 10_000
 
 
+def test_the_projector_view_puts_a_large_map_first(server, page):
+    page.goto(f"{server}/dual_search")
+    page.get_by_text("After the arithmetic").wait_for()
+    page.get_by_text("Projector view", exact=False).click()
+    page.wait_for_load_state("networkidle")
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    results = page.get_by_text("After the arithmetic").bounding_box()
+    assert plot.bounding_box()["y"] < results["y"]  # the map first, the results below
+    assert plot.bounding_box()["height"] >= 700
+    sizes = page.locator(".js-plotly-plot .annotation-text").evaluate_all(
+        "nodes => nodes.map(n => parseFloat(getComputedStyle(n).fontSize))")
+    assert sizes and min(sizes) >= 18  # readable on a projector
+    page.screenshot(path=str(ARTIFACTS / "dual_search_projector.png"))
+
+
 def _answer_one_question(page, url: str, learner: str) -> None:
     """Open the Quiz, name the learner, start a quiz and answer A; returns once the feedback shows."""
     page.goto(f"{url}/quiz")

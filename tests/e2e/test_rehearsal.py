@@ -24,6 +24,28 @@ pytestmark = [
 ]
 
 
+def _peak_rss_mib(root: int) -> float:
+    """The largest peak resident memory (VmHWM) among a process and its descendants (runuser → streamlit)."""
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            children.setdefault(int(fields["PPid"]), []).append(int(fields["Pid"]))
+        except (OSError, KeyError, ValueError):
+            continue
+    peak, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return peak
+
+
 @pytest.fixture
 def interpreter_for_others():
     """Lets another user traverse (not list) the folders down to this interpreter and its packages — a root
@@ -95,11 +117,15 @@ def test_a_read_only_clone_started_by_another_user_serves_a_search(tmp_path, dem
             page.locator("[data-testid='stImage'] img").nth(3).wait_for()
             first_result_s = time.monotonic() - started
             browser.close()
+        peak_mib = _peak_rss_mib(process.pid)
         indexes = list((home / ".cache" / "mirage" / "indexes").glob("*/manifest.json"))
         assert indexes, "the index should be in the user's cache folder"
         assert not (clone / ".mirage").exists()
         assert "is not writable: MIRAGE keeps its index and caches in" in (tmp_path / "streamlit.log").read_text()
-        print(f"rehearsal: first result {first_result_s:.1f} s after start")
+        print(f"rehearsal: first result {first_result_s:.1f} s after start, peak {peak_mib:,.0f} MiB resident")
+        (REPO / "tests" / "artifacts").mkdir(parents=True, exist_ok=True)
+        (REPO / "tests" / "artifacts" / "rehearsal.txt").write_text(
+            f"first_result_s {first_result_s:.1f}\npeak_rss_mib {peak_mib:.0f}\n")
     finally:
         process.terminate()
         process.wait(timeout=20)
