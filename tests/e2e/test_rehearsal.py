@@ -90,9 +90,10 @@ def test_a_read_only_clone_started_by_another_user_serves_a_search(tmp_path, dem
            "PYTHONPATH": str(clone)}
     log = open(tmp_path / "streamlit.log", "w")
     started = time.monotonic()
-    process = subprocess.Popen(
-        ["runuser", "-u", "nobody", "--", sys.executable, "-m", "streamlit", "run", str(clone / "streamlit_app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+    process = subprocess.Popen(  # runuser sets the user's own HOME: `env` gives it the empty one instead
+        ["runuser", "-u", "nobody", "--", "env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m",
+         "streamlit", "run", str(clone / "streamlit_app.py"), "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.headless", "true"],
         cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -130,3 +131,4 @@ def test_a_read_only_clone_started_by_another_user_serves_a_search(tmp_path, dem
         process.terminate()
         process.wait(timeout=20)
         log.close()
+        print((tmp_path / "streamlit.log").read_text()[-3000:])  # shown by pytest when the test fails
