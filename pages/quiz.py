@@ -34,14 +34,15 @@ PICK_MARK = " :red[:material/cancel: **your answer**]"
 PRESENTER_CSS = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"] {display: none;}
 [data-testid="stMainBlockContainer"] {max-width: 100%; padding: 1rem 2.5rem 0;}
-.st-key-presenter p, .st-key-presenter li {font-size: clamp(1.1rem, 3.2vh, 2rem); line-height: 1.3;}
+.st-key-presenter p, .st-key-presenter li {font-size: clamp(1.1rem, 3.2vh, 2rem); line-height: 1.25;}
 .st-key-presenter blockquote p {font-size: clamp(1rem, 2.8vh, 1.7rem);}
 .st-key-presenter h1 {font-size: clamp(1.2rem, 3.4vh, 2.2rem); padding: 0;}
 .st-key-presenter h2 {font-size: clamp(1.4rem, 4.2vh, 2.8rem); padding: 0.2rem 0;}
-.st-key-presenter img {max-height: 46vh; width: auto !important; max-width: 100%; object-fit: contain;}
+.st-key-presenter img {max-height: 40vh; width: auto !important; max-width: 100%; object-fit: contain;}
 .st-key-presenter [data-testid="stCaptionContainer"] p {font-size: 0.95rem;}
-.st-key-presenter-controls {position: sticky; bottom: 0; z-index: 10; padding: 0.4rem 0;
-  background: var(--background-color, #0e1117);}
+.st-key-presenter-controls {position: fixed; bottom: 0; left: 0; right: 0; z-index: 100; padding: 0.5rem 2.5rem;
+  background: #0b0d10;}
+[data-testid="stMainBlockContainer"] {padding-bottom: 5.5rem;}
 </style>"""
 FORWARD_LABELS = {"answer": "Show the answer", "why the others are wrong": "Why the others are wrong",
                   "source": "Show the source", "next question": "Next question"}
@@ -139,12 +140,12 @@ def present(show: Presentation) -> None:
                     if reason:
                         st.caption(reason)
         else:
-            picture, options = st.columns([3, 2], gap="large")
+            picture, options = st.columns([2, 3], gap="large")
             with picture:
                 show_record_image(index, question.subject_id)
             with options:
                 for letter, option, mark, reason in zip(LETTERS, question.options, marks, reasons):
-                    st.markdown(f"**{letter}.** {inert(option.text, limit=160)}{mark}")
+                    st.markdown(f"**{letter}.** {inert(option.text, limit=140)}{mark}")
                     if reason:
                         st.caption(reason)
         if show.shows("source") and question.subject_id:
