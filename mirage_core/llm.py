@@ -101,6 +101,9 @@ class ChatEndpoint:
                               f"(HTTP {error.status_code}): {_first_line(error.message)}") from error
         except openai.APIConnectionError as error:
             raise MirageError(f"cannot reach the chat endpoint {self.base_url}: {_first_line(str(error))}") from error
+        except (openai.APIError, ValueError) as error:  # a 200 whose body is no chat reply (HTML, broken JSON)
+            raise MirageError(f"the chat endpoint {self.base_url} answered with something that is not a chat "
+                              f"reply: {_first_line(str(error))}") from error
         seconds = time.perf_counter() - started
         text = (reply.choices[0].message.content or "").strip() if reply.choices else ""
         tokens = reply.usage.completion_tokens if reply.usage else len(text.split())

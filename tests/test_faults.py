@@ -187,3 +187,45 @@ def test_the_readme_table_matches_the_suite():
         assert named, f"a README row names no test: {row}"
         for test in named:
             assert f"def {test}(" in sources, f"the README names {test}, which no test file defines"
+
+
+@pytest.mark.parametrize("behaviour", ["error", "garbage", "no reply", "silence"])
+def test_a_failing_language_model_leaves_the_grounded_report_standing(behaviour):
+    """A loopback chat server that errs, answers HTML, answers no chat reply, or never answers: the report stands
+    alone, with a note saying why, within the client's time limit."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mirage_core.llm import ChatEndpoint, enrich_report
+    from mirage_core.reports import Report, Source, Statement
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if behaviour == "silence":
+                time.sleep(20)
+                return
+            status, body = {"error": (500, b'{"error": "overloaded"}'), "garbage": (200, b"<html>maintenance"),
+                            "no reply": (200, b'{"id": "x", "object": "chat.completion"}')}[behaviour]
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        report = Report("chest x-ray", modality=Statement("Modality: X-ray (100 %).", (1,)),
+                        sources=[Source(1, "r1", 0.9, "Chest X-ray.", "", "PMC1", "CC BY", "", "X-ray", "chest")])
+        endpoint = ChatEndpoint("any", f"http://127.0.0.1:{server.server_address[1]}/v1", timeout_s=1.5)
+        started = time.monotonic()
+        enrichment = enrich_report(endpoint, report)
+        assert time.monotonic() - started < 15  # two tries of 1.5 s and the client's back-off, not forever
+        assert not enrichment.accepted and enrichment.reason
+        assert "grounded report above stands" in enrichment.markdown_section()
+    finally:
+        server.shutdown()
