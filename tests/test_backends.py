@@ -106,3 +106,24 @@ def test_replicas_share_one_corpus_through_postgresql(tmp_path, postgres_url, li
     assert not (tmp_path / "replica-2").exists()  # nothing local: the corpus came from the database
     vector = lite_encoder.encode_text(["chest x-ray"])[0]
     assert [h.record.id for h in second.search(vector, 5)] == [h.record.id for h in first.search(vector, 5)]
+    from mirage_core.search import search_text
+
+    assert second.sentences is not None  # the captions' meaning vectors travel through the database too
+    for query in ("chest x-ray", "fluid around the lung"):  # a replica on PostgreSQL searches hybrid, the same
+        assert [h.record.id for h in search_text(second, lite_encoder, query, 5)] == [
+            h.record.id for h in search_text(first, lite_encoder, query, 5)]
+
+
+def test_hybrid_search_through_faiss_matches_the_exact_scan(lite_index_dir, lite_encoder, tmp_path):
+    import shutil
+
+    from mirage_core.search import search_text
+
+    folder = tmp_path / "index"
+    shutil.copytree(lite_index_dir, folder)
+    exact = load_index(folder)
+    ann = exact.using(faiss_for(exact, folder))
+    assert (folder / "faiss-sentences.index").exists()
+    for query in ("chest x-ray", "ct of the abdomen", "blocked bowel"):
+        assert [h.record.id for h in search_text(ann, lite_encoder, query, 5)] == [
+            h.record.id for h in search_text(exact, lite_encoder, query, 5)]
