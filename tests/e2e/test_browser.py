@@ -31,6 +31,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_healthy(url: str, process, log: Path, seconds: float) -> None:
+    """Return once Streamlit's health endpoint says ok; fail the test with the log's tail if it never does."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    pytest.fail("streamlit did not start: " + log.read_text()[-2000:])
+
+
 def _start_server(folder: Path, corpus: Path, **settings: str):
     """`streamlit run` on a free port; yields its URL once healthy, and stops it afterwards."""
     port = _free_port()
@@ -43,16 +56,7 @@ def _start_server(folder: Path, corpus: Path, **settings: str):
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not start: " + (folder / "streamlit.log").read_text()[-2000:])
+    wait_healthy(url, process, folder / "streamlit.log", 90)
     yield url
     process.terminate()
     process.wait(timeout=20)

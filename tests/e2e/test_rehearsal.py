@@ -11,12 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from helpers import write_csv_slice
-from test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port
+from test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, wait_healthy
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
@@ -97,15 +96,7 @@ def test_a_read_only_clone_started_by_another_user_serves_a_search(tmp_path, dem
         cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
+        wait_healthy(url, process, tmp_path / "streamlit.log", 120)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
