@@ -111,7 +111,8 @@ def _shows_frame_and_navigation(page) -> None:
     nav = page.locator(".st-key-mirage-nav")
     nav.wait_for()
     assert page.locator("[data-testid='stSidebarNav']").count() == 0  # no second list named by file names
-    for title in PAGE_TITLES:
+    for title in PAGE_TITLES:  # the links arrive after their container: wait for each, then count
+        nav.get_by_role("link", name=title).first.wait_for()
         assert nav.get_by_role("link", name=title).count() == 1, title
 
 
