@@ -155,7 +155,7 @@ def test_the_projector_view_puts_a_large_map_first(server, page):
     page.goto(f"{server}/dual_search")
     page.get_by_text("After the arithmetic").wait_for()
     page.get_by_text("Projector view", exact=False).click()
-    page.wait_for_load_state("networkidle")
+    page.get_by_text("start: ", exact=False).first.wait_for()  # the steps in plain words: the projector's map
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()
     results = page.get_by_text("After the arithmetic").bounding_box()
