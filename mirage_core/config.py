@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from .errors import MirageError
+from .files import writable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run from a source checkout (the app, `make test`) rather than from an installed wheel
@@ -49,19 +50,10 @@ def default_home() -> Path:
     if not SOURCE_CHECKOUT:
         return cache
     home = REPO_ROOT / ".mirage"
-    if _writable(home):
+    if writable(home):
         return home
     _say_once(f"the checkout {REPO_ROOT} is not writable: MIRAGE keeps its index and caches in {cache}")
     return cache
-
-
-def _writable(folder: Path) -> bool:
-    """Whether this user can create files in `folder` (or create it), on a file system not mounted read-only."""
-    existing = folder if folder.exists() else folder.parent
-    try:
-        return os.access(existing, os.W_OK | os.X_OK) and not os.statvfs(existing).f_flag & os.ST_RDONLY
-    except OSError:
-        return False
 
 
 @functools.cache

@@ -151,10 +151,10 @@ def check_llm(settings) -> Finding:
 
 
 def check_home(settings) -> Finding:
-    from .config import _writable
+    from .files import writable
 
     home = Path(settings.home)
-    if _writable(home):
+    if writable(home):
         return Finding("home", "ok", f"{home} is writable")
     return Finding("home", "warn", f"{home} is not writable: an index must already be there, and quiz progress "
                                    "needs MIRAGE_DATABASE_URL to be kept")

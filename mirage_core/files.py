@@ -107,6 +107,18 @@ def _writer_alive(staging: Path, name: str) -> bool:
     return True  # running (this very process too: another thread may be writing it now)
 
 
+def writable(folder: str | Path) -> bool:
+    """Whether this user can create files in `folder` (or create it), on a file system not mounted read-only
+    (root can write anywhere else, so permission bits alone do not tell)."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        return os.access(existing, os.W_OK | os.X_OK) and not os.statvfs(existing).f_flag & os.ST_RDONLY
+    except OSError:
+        return False
+
+
 def check_writable(folder: str | Path, what: str) -> None:
     """Fail now, with a message, rather than after minutes of work whose result could not be saved."""
     from .errors import MirageError

@@ -97,27 +97,27 @@ def _patterns() -> list[tuple[re.Pattern, str]]:
                         + r"(?![a-z-])"), LAY_TERMS[phrase]) for phrase in ordered]
 
 
+def _found(text: str) -> list[tuple[str, str]]:
+    """(phrase as written in the text, the terms it stands for) for each table phrase in the text, longest first;
+    a phrase found blanks its words, so a shorter one inside it is not found again."""
+    lowered, found = " ".join(str(text).lower().split()), []
+    for pattern, meaning in _patterns():
+        if match := pattern.search(lowered):
+            found.append((match.group(0), meaning))
+            lowered = lowered[:match.start()] + " | " + lowered[match.end():]
+    return found
+
+
 def lay_phrases(text: str) -> list[str]:
     """The table's phrases found in the text, longest first, none inside another one found."""
-    lowered, found = " ".join(str(text).lower().split()), []
-    for pattern, _ in _patterns():
-        match = pattern.search(lowered)
-        if match:
-            found.append(match.group(0))
-            lowered = lowered[:match.start()] + " | " + lowered[match.end():]  # a shorter phrase may not reuse it
-    return found
+    return [phrase for phrase, _ in _found(text)]
 
 
 def expand(text: str) -> str:
     """The text followed by the radiology terms its lay phrases stand for (unchanged when it has none)."""
-    original = " ".join(str(text).lower().split())
-    lowered, terms = original, []
-    for pattern, meaning in _patterns():
-        match = pattern.search(lowered)
-        if match:
-            terms += meaning.split()
-            lowered = lowered[:match.start()] + " | " + lowered[match.end():]
-    new = [t for t in dict.fromkeys(terms) if t not in original.split()]
+    said = " ".join(str(text).lower().split()).split()
+    terms = [term for _, meaning in _found(text) for term in meaning.split()]
+    new = [t for t in dict.fromkeys(terms) if t not in said]
     return f"{text} {' '.join(new)}" if new else str(text)
 
 

@@ -155,7 +155,7 @@ class Index:
         return Counter(word for record in self.records
                        for word in set(words(record.caption)) | {k.lower() for k in record.keywords})
 
-    @property
+    @functools.cached_property
     def caption_words(self) -> frozenset[str]:
         """Every word (3+ letters) of the captions and every keyword: what this corpus talks about."""
         return frozenset(self.word_frequency)

@@ -31,6 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..config import shipped
 from ..errors import MirageError
+from ..files import writable
 from ..runtime import cpu_session
 from .base import Encoder, fingerprint_of, in_batches, normalise_rows
 
@@ -130,7 +131,6 @@ def onnx_session(model_path: str, quantised: bool = False, threads: int | None =
     (5 of 417), while int8 captions too would cost 3.6 points image→text, so captions stay float32. Exported
     once per model and library versions into the MIRAGE home's `onnx/` folder, by a process of its own."""
     import hashlib
-    import os
     import subprocess
     import sys
     import tempfile
@@ -143,10 +143,10 @@ def onnx_session(model_path: str, quantised: bool = False, threads: int | None =
     key = hashlib.sha1(f"{torch.__version__}|{onnxruntime.__version__}|{quantised}".encode()
                        + b"".join(w.name.encode() + str(w.stat().st_size).encode() for w in weights)).hexdigest()[:12]
     target = Path(os.environ.get("MIRAGE_HOME") or default_home()) / "onnx" / f"minilm-{key}.onnx"
-    writable = os.access(_existing_parent(target.parent), os.W_OK | os.X_OK) and not _read_only(target.parent)
-    if not target.exists() and not writable:  # a read-only home: export for this process only
+    home_writable = writable(target.parent)
+    if not target.exists() and not home_writable:  # a read-only home: export for this process only
         target = Path(tempfile.mkdtemp(prefix="mirage-onnx-")) / target.name
-    elif writable:
+    elif home_writable:
         target.parent.mkdir(parents=True, exist_ok=True)
 
     def export() -> None:
@@ -164,20 +164,6 @@ def onnx_session(model_path: str, quantised: bool = False, threads: int | None =
         target.unlink(missing_ok=True)
         export()
         return cpu_session(str(target), threads)
-
-
-def _existing_parent(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
-
-
-def _read_only(folder: Path) -> bool:
-    """Whether the file system holding `folder` is mounted read-only (root can write anywhere else)."""
-    try:
-        return bool(os.statvfs(_existing_parent(folder)).f_flag & os.ST_RDONLY)
-    except OSError:
-        return True
 
 
 class TextBackbone(nn.Module):
