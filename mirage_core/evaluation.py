@@ -1,8 +1,5 @@
-"""Retrieval quality: each caption queries its own image among all images, and each image its caption.
-
-`recall_metrics(image_embeddings, text_embeddings)` takes row-aligned matrices (row i of both is pair i)
-and returns R@1/5/10 in percent and the median rank (1 = first), for text→image and image→text.
-"""
+"""Retrieval quality of a corpus: each caption queries its own image among all images, and each image its caption
+(the recall arithmetic is `encoders.metrics.recall_metrics`), and the held-out figures the app shows."""
 
 from __future__ import annotations
 
@@ -11,41 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .corpus import Corpus, Record
+from .encoders.metrics import recall_metrics, recall_summary, true_ranks
 from .errors import MirageError
 from .index import build_index
 from .splits import is_heldout, split_records
-
-
-def _ranks(queries: np.ndarray, candidates: np.ndarray, candidate_bias: np.ndarray | None = None) -> np.ndarray:
-    """1-based rank of the true candidate (same row index) for each query, ranked as the index ranks."""
-    scores = queries @ candidates.T
-    if candidate_bias is not None:
-        scores = scores - candidate_bias[None, :]
-    true = np.diagonal(scores)[:, None]
-    return (scores > true).sum(axis=1) + 1
-
-
-def _summary(ranks: np.ndarray) -> dict:
-    return {
-        "R@1": round(float((ranks <= 1).mean() * 100), 2),
-        "R@5": round(float((ranks <= 5).mean() * 100), 2),
-        "R@10": round(float((ranks <= 10).mean() * 100), 2),
-        "median_rank": float(np.median(ranks)),
-    }
-
-
-def recall_metrics(
-    image_embeddings: np.ndarray, text_embeddings: np.ndarray,
-    image_bias: np.ndarray | None = None, caption_bias: np.ndarray | None = None,
-) -> dict:
-    """Recall of row-aligned pairs; the optional biases are the index's hubness corrections."""
-    if image_embeddings.shape != text_embeddings.shape:
-        raise ValueError("image and text embeddings must be row-aligned pairs of the same shape")
-    return {
-        "n": int(len(image_embeddings)),
-        "t2i": _summary(_ranks(text_embeddings, image_embeddings, image_bias)),
-        "i2t": _summary(_ranks(image_embeddings, text_embeddings, caption_bias)),
-    }
 
 
 def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) -> dict:
@@ -61,7 +27,7 @@ def evaluate_corpus(corpus, encoder, heldout_only: bool = False, progress=None) 
     metrics = recall_metrics(index.images, index.captions, index.image_bias, index.caption_bias)
     # text→image as a user searches: each caption through the encoder's query path (see Encoder.encode_query)
     queries = encoder.encode_query([record.caption for record in index.records])
-    metrics["t2i"] = _summary(_ranks(queries, index.images, index.image_bias))
+    metrics["t2i"] = recall_summary(true_ranks(queries, index.images, index.image_bias))
     metrics["encoder"] = encoder.name
     metrics["skipped"] = index.manifest["skipped"]
     metrics["seen_in_training"] = sum(record.id in encoder.training_ids for record in index.records)
@@ -91,7 +57,7 @@ def heldout_report(index, worst: int = 3, limit: int = 500, seen: frozenset[str]
     image_ranks = (image_scores > image_scores[np.arange(len(rows)), rows][:, None]).sum(axis=1) + 1
     failures = [Failure(index.records[rows[i]], int(ranks[i]), index.records[int(np.argmax(scores[i]))])
                 for i in np.argsort(-ranks, kind="stable")[:worst]]
-    return {"n": len(rows), "candidates": len(index), "t2i": _summary(ranks), "i2t": _summary(image_ranks),
+    return {"n": len(rows), "candidates": len(index), "t2i": recall_summary(ranks), "i2t": recall_summary(image_ranks),
             "failures": failures, "trained_on": trained_on}
 
 

@@ -36,14 +36,13 @@ from torch.utils.data import DataLoader, Dataset
 from .backends import Backend, ExactScan, top_k
 from .concepts import concept_names
 from .corpus import Corpus, Record
-from .encoders.base import Encoder
+from .encoders.base import Encoder, hubness
 from .errors import ImageError, IndexMismatchError, MirageError, QueryError
 from .files import atomic_folder, recover_folder
 from .images import open_image
 from .text import words
 
 FORMAT_VERSION = 3  # 3: the captions' meaning vectors (sentences.npy) for hybrid text search
-HUB_K = 20
 CAPTION_CHUNK = 512
 SEARCH_METHOD = "int8 scan with an exact error bound, float32 ranking of the rows that can reach the top k"
 Progress = Callable[[int, int], None]
@@ -217,18 +216,6 @@ class Index:
                 f"this index was built by encoder '{self.manifest.get('encoder')}' ({built_with}), not by "
                 f"'{encoder.name}' ({encoder.fingerprint}): rebuild it with `mirage build-index`"
             )
-
-
-def hubness(vectors: np.ndarray, bank: np.ndarray | None, k: int = HUB_K) -> np.ndarray:
-    """Mean cosine of each vector to its k nearest bank rows (zeros without a bank)."""
-    if bank is None or not len(bank):
-        return np.zeros(len(vectors), dtype=np.float32)
-    k = min(k, len(bank))
-    result = np.empty(len(vectors), dtype=np.float32)
-    for start in range(0, len(vectors), 4096):  # bounded memory for large corpora
-        scores = vectors[start : start + 4096] @ bank.T
-        result[start : start + 4096] = np.partition(scores, len(bank) - k, axis=1)[:, -k:].mean(1)
-    return result
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -30,10 +30,11 @@ def split_records(records: Sequence[Record], fraction: float = HELDOUT_FRACTION)
     return train, heldout
 
 
-def fold_of(record: Record, folds: int) -> int:
-    """The cross-validation fold (0…folds−1) of a record's article."""
+def fold_of(record: Record, folds: int, salt: str = "fold") -> int:
+    """The cross-validation fold (0…folds−1) of a record's article. Another `salt` deals an independent folding
+    (an inner split inside a fold must not line up with the outer folds)."""
     group = record.pmc_id or record.id
-    return int.from_bytes(hashlib.sha1(f"fold|{group}".encode()).digest()[:4], "big") % folds
+    return int.from_bytes(hashlib.sha1(f"{salt}|{group}".encode()).digest()[:4], "big") % folds
 
 
 def cv_folds(records: Sequence[Record], folds: int):

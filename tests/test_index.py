@@ -162,7 +162,7 @@ def test_query_of_wrong_dimension():
 
 
 def test_hubness_bias_demotes_an_image_close_to_everything():
-    from mirage_core.index import hubness
+    from mirage_core.encoders.base import hubness
 
     hub, target = np.array([1, 0, 0], np.float32), np.array([0, 1, 0], np.float32)
     bank = np.tile(np.array([0.99, 0.0, 0.141], np.float32), (30, 1))  # the bank crowds around the hub

@@ -7,7 +7,7 @@ from helpers import write_csv_slice
 from mirage_core.cli import main
 from mirage_core.corpus import Corpus, Record
 from mirage_core.encoders import create_encoder
-from mirage_core.training import soft_targets, text_views, train_encoder
+from mirage_core.encoders.training import soft_targets, text_views, train_encoder
 
 
 def test_soft_targets_credit_shared_concepts():
@@ -91,3 +91,38 @@ def test_cross_validation_folds_are_todays_and_keep_articles_whole(demo_corpus):
                                                                           for i in outside}
         seen[outside] += 1
     assert (seen == 1).all()
+
+
+def test_backbone_fine_tuning_compares_recipes_and_resumes(demo_corpus, tmp_path, capsys):
+    """The whole image backbone learns on each fold (tiny run), both recipes are scored on the same fold, and a
+    rerun picks the finished fold up from disk instead of training it again."""
+    import torch
+
+    from mirage_core.encoders.backbone_training import ImageTower, augment
+    from mirage_core.encoders.lite import LiteHeads, load_config
+
+    pixels = torch.rand(4, 1, 64, 64)
+    augmented = augment(pixels, torch.Generator().manual_seed(0))
+    assert augmented.shape == pixels.shape and 0 <= augmented.min() and augmented.max() <= 1
+    assert not torch.allclose(augmented, pixels)
+    config = load_config()
+    tower = ImageTower(config, LiteHeads(1, 1, config))
+    assert all(p.requires_grad for p in tower.backbone.net.parameters())
+    rates = [group["lr"] for group in tower.parameter_groups(__import__(
+        "mirage_core.encoders.backbone_training", fromlist=["BackboneSettings"]).BackboneSettings())]
+    assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0] / 10  # the stem learns least
+
+    csv_path = write_csv_slice(tmp_path / "pairs.csv", demo_corpus.records[:80], with_id=False)
+    arguments = ["train-encoder", "--roco", str(csv_path), "--out", str(tmp_path / "w"), "--epochs", "1",
+                 "--cache", str(tmp_path / "cache"), "--cv", "2", "--backbone", "--image-size", "96",
+                 "--fold", "0", "--json"]
+    assert main(arguments) == 0
+    report = json.loads(capsys.readouterr().out)["backbone_cv"]
+    assert report["done"] == [0]
+    fold = report["per_fold"][0]
+    assert 0 <= fold["fine_tuned"]["t2i"]["R@10"] <= 100 and 0 <= fold["shipped"]["i2t"]["R@10"] <= 100
+    assert fold["curve"][0]["epoch"] == 1
+    assert (tmp_path / "w" / "backbone-cv.json").exists()
+    assert main(arguments) == 0
+    assert "resumed" not in capsys.readouterr().err  # a finished fold is read back, not retrained
+    assert main([*arguments[:-3], "--fold", "5"]) == 2

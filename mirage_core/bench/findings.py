@@ -232,9 +232,9 @@ def honest_indexes(corpus, weights_dir: Path, cache_dir: Path, tune_too: bool, l
     trained into `weights_dir` on first use and reused after."""
     from ..corpus import Corpus
     from ..encoders import create_encoder
+    from ..encoders.training import train_lite
     from ..index import build_index
     from ..splits import fold_of, split_records
-    from ..training import train_lite
 
     train, heldout = split_records(corpus.records)
     fold0 = [r for r in train if fold_of(r, 5) == 0]

@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .corpus import Record
-from .encoders.lite import TRAINING_IDS, ImageBackbone, LiteHeads, TextBackbone, bridge
-from .errors import ImageError, MirageError
-from .files import atomic_path, write_json, write_text
-from .images import open_image
+from ..corpus import Record
+from ..errors import ImageError, MirageError
+from ..files import atomic_path, write_json, write_text
+from ..images import open_image
+from .base import hubness
+from .lite import TRAINING_IDS, ImageBackbone, LiteHeads, TextBackbone, bridge
+from .metrics import recall_metrics
 
 IMAGE_VIEWS = 4
 TEXT_VIEWS = 3
@@ -261,7 +263,7 @@ def train_encoder(
     cv: int = 0,
 ) -> dict:
     """Train the named encoder on `corpus` and write its weights to `out_dir`; returns a report."""
-    from .splits import split_records
+    from ..splits import split_records
 
     train_records, heldout_records = split_records(corpus.records) if holdout else (list(corpus.records), [])
     if len(train_records) < 8:
@@ -283,7 +285,7 @@ def train_lite(
     train_records, heldout_records, out_dir: Path, epochs: int | None, cache_dir: Path | None,
     log: Callable[[str], None] | None, corpus_name: str = "", cv: int = 0,
 ) -> dict:
-    from .encoders.lite import load_config
+    from .lite import load_config
 
     config = load_config()
     settings = TrainSettings(epochs=epochs or TrainSettings.epochs)
@@ -337,7 +339,7 @@ def cross_validate(train: FeatureCache, train_records: Sequence[Record], config:
     """k-fold cross-validation by article inside the training records: each fold is scored by heads trained on
     the others, exactly as the held-out split is scored. Settings are chosen on these figures, never on the
     held-out split. Returns R@10 in both directions per fold, with their mean and standard deviation."""
-    from .splits import cv_folds
+    from ..splits import cv_folds
 
     per_fold = {"t2i": [], "i2t": []}
     for fold, (inside, outside) in enumerate(cv_folds(train_records, folds)):
@@ -358,9 +360,6 @@ def _heldout_metrics(
 ) -> dict:
     """Held-out recall as the shipped encoder and index compute it: the training set as the bank for the
     cross-modal bridge and the hubness correction."""
-    from .evaluation import recall_metrics
-    from .index import hubness
-
     bank_images, bank_captions = embed_cached(heads, train)
     images, captions = embed_cached(heads, heldout)
     if config and "bridge" in config:
@@ -376,8 +375,7 @@ def fine_tune_open_clip(
 ) -> dict:
     """Fine-tune the projections and last transformer blocks of an open_clip model (InfoNCE), then save
     it as a `local-dir:` checkpoint that `open_clip:local-dir:OUT` loads."""
-    from .encoders.openclip import OpenClipEncoder
-    from .evaluation import recall_metrics
+    from .openclip import OpenClipEncoder
 
     encoder = OpenClipEncoder(spec, device=device)
     model = encoder.model
