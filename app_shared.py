@@ -21,7 +21,7 @@ from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
 from mirage_core.generation import ImageGenerator, create_generator
 from mirage_core.images import open_image, square
-from mirage_core.index import Hit, Index, index_exists
+from mirage_core.index import Hit, Index, index_exists, index_stamp
 from mirage_core.llm import ChatEndpoint, LanguageModel, llm_for
 from mirage_core.projection import Projection, fit_projection, place_labels
 from mirage_core.quiz import ProgressStore
@@ -51,13 +51,19 @@ def get_encoder(name: str, device: str) -> Encoder:
 
 
 @st.cache_resource(show_spinner="Loading the index…")
-def _index(name: str, device: str, corpus: str, backend: str, bundle: str) -> Index:
+def _index(name: str, device: str, corpus: str, backend: str, bundle: str, build: str) -> Index:
     return open_configured_index(load_settings(), get_encoder(name, device))
 
 
 @st.cache_resource(show_spinner="Fitting the 2D projection…")
 def _projection(*key: str) -> Projection:
     return fit_projection(_index(*key))
+
+
+@st.cache_resource
+def _served_builds() -> dict[tuple[str, ...], str]:
+    """The build of each configured index this server process is serving (see `ensure_index`)."""
+    return {}
 
 
 def _index_key(settings) -> tuple[str, ...]:
@@ -74,14 +80,33 @@ def ensure_index() -> tuple[Encoder, Index]:
         pending = not installed.exists()
         words = "Downloading the corpus bundle"
     else:
-        pending = settings.index in ("exact", "faiss") and not index_exists(settings.index_dir(encoder.fingerprint))
+        pending = _local_index(settings) and not index_exists(settings.index_dir(encoder.fingerprint)) \
+            and _index_key(settings) not in _served_builds()
         words = "Embedding the corpus"
     if pending:
         bar = st.progress(0.0, text=f"First start: {words.lower()} (once)…")
         open_configured_index(settings, encoder, progress=lambda done, total: bar.progress(
             min(done / max(total, 1), 1.0), text=f"{words}: {done:,}/{total:,}"))
         bar.empty()
-    return encoder, _index(*_index_key(settings))
+    return encoder, _index(*_index_key(settings), _serving_build(settings, encoder))
+
+
+def _local_index(settings) -> bool:
+    return not settings.bundle_url and settings.index in ("exact", "faiss")
+
+
+def _serving_build(settings, encoder: Encoder) -> str:
+    """The build to serve: a rebuilt or replaced index folder is loaded at the next page run (the old one let go, so
+    a small deployment never holds two); a removed folder keeps the build in memory serving until the next start."""
+    key, served = _index_key(settings), _served_builds()
+    build = (index_stamp(settings.index_dir(encoder.fingerprint)) if _local_index(settings) else "") or ""
+    if not build and key in served:
+        return served[key]
+    if key in served and served[key] != build:
+        for computed in (_index, _projection, _preset_effects):
+            computed.clear()
+    served[key] = build
+    return build
 
 
 def frame() -> tuple[Encoder, Index]:
@@ -105,8 +130,14 @@ def frame() -> tuple[Encoder, Index]:
     return encoder, index
 
 
+def _served_key() -> tuple[str, ...]:
+    """The index key with the build being served: what everything computed from the index is cached by."""
+    key = _index_key(load_settings())
+    return (*key, _served_builds().get(key, ""))
+
+
 def get_projection() -> Projection:
-    return _projection(*_index_key(load_settings()))
+    return _projection(*_served_key())
 
 
 def read_upload(uploaded) -> object | None:
@@ -167,7 +198,7 @@ def _preset_effects(*key: str) -> dict:
 
 def get_preset_effects() -> dict:
     """Each preset's before → after figure on this corpus (`arithmetic.preset_effect`), measured once a process."""
-    return _preset_effects(*_index_key(load_settings()))
+    return _preset_effects(*_served_key())
 
 
 @st.cache_resource(ttl=600, show_spinner="Checking the deployment…")

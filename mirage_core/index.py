@@ -368,3 +368,13 @@ def _read_manifest(path: Path) -> dict:
 def index_exists(folder: str | Path) -> bool:
     """Whether a complete index is at `folder`, after finishing any swap a killed rebuild left half done."""
     return recover_folder(folder, complete_marker="manifest.json") and (Path(folder) / "manifest.json").exists()
+
+
+def index_stamp(folder: str | Path) -> str | None:
+    """Which build is at `folder` (its manifest file's identity; a rebuild swaps in a new one), None when none is:
+    how a running app notices that its index was rebuilt or replaced under it."""
+    try:
+        info = (Path(folder) / "manifest.json").stat()
+    except OSError:
+        return None
+    return f"{info.st_ino}:{info.st_mtime_ns}"

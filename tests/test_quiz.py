@@ -24,6 +24,7 @@ from mirage_core.index import Index
 from mirage_core.labels import MODALITIES, REGIONS, UNKNOWN
 from mirage_core.quiz import (
     KINDS,
+    LETTERS,
     PRESENTER_STEPS,
     Card,
     PackError,
@@ -433,3 +434,53 @@ def test_a_presentation_reveals_step_by_step_and_never_runs_off_its_ends(generat
     assert (show.position, show.step) == (0, 0)  # a question returns from its start
     with pytest.raises(MirageError, match="no questions"):
         Presentation([])
+
+
+def test_the_quiz_flow_moves_between_screens_and_refusals_change_nothing(generated, tmp_path):
+    """The page's state machine without Streamlit: practice → answer → feedback → next → finished → new, a review,
+    a presentation and back; a store that refuses an answer leaves the question open."""
+    from mirage_core.quiz import ProgressStore
+    from mirage_core.quiz.flow import QuizFlow, Screen
+
+    _, questions = generated
+    store = ProgressStore(tmp_path / "progress.sqlite")
+    flow = QuizFlow()
+    with pytest.raises(MirageError):
+        flow.name_learner("<script>")
+    assert flow.learner == ""
+    flow.name_learner("Ana")
+    assert flow.screen is Screen.CHOOSING
+    with pytest.raises(MirageError, match="no open question"):
+        flow.answer("A", store)
+    flow.start_practice(store, 2, lambda n: questions[:n])
+    assert flow.screen is Screen.ANSWERING and len(flow.session.questions) == 2
+    with pytest.raises(MirageError, match="choose an option"):
+        flow.answer(None, store)
+    with pytest.raises(MirageError, match="answer the question first"):
+        flow.next()
+    wrong = LETTERS[(questions[0].answer + 1) % 4]
+    assert not flow.answer(wrong, store).correct and flow.screen is Screen.FEEDBACK
+    flow.next()
+
+    class Refusing:  # a store whose database just went away
+        def record_answer(self, *args, **kwargs):
+            raise MirageError("the progress database is unavailable; nothing was saved — try again in a moment")
+
+    with pytest.raises(MirageError, match="nothing was saved"):
+        flow.answer(LETTERS[questions[1].answer], Refusing())
+    assert flow.screen is Screen.ANSWERING  # still open
+    flow.answer(LETTERS[questions[1].answer], store)
+    flow.next()
+    assert flow.screen is Screen.FINISHED and flow.session.summary()["right"] == 1
+    assert len(store.answers("Ana")) == 2
+    flow.new_quiz()
+    assert flow.screen is Screen.CHOOSING
+    review = flow.review_state(store)
+    assert review.due == [] and review.upcoming is not None and len(review.schedule) == 2
+    assert [m.answers for m in flow.progress_state(store).by_topic] and flow.progress_state(store).days
+    with pytest.raises(MirageError, match="nothing is due"):
+        flow.start_review(store)
+    flow.present(questions[:3], "Week 1")
+    assert flow.screen is Screen.PRESENTING
+    flow.leave_presenter()
+    assert flow.screen is Screen.CHOOSING

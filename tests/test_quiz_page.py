@@ -41,9 +41,9 @@ def _button(at, label):
 
 
 def _answer(at, right: bool):
-    question = at.session_state["quiz"].current
+    question = at.session_state["quiz_flow"].session.current
     choice = question.answer if right else (question.answer + 1) % len(question.options)
-    at.radio(key=f"choice-{at.session_state['quiz'].position}").set_value(LETTERS[choice])
+    at.radio(key=f"choice-{at.session_state['quiz_flow'].session.position}").set_value(LETTERS[choice])
     _button(at, "Submit").click().run()
     assert not at.exception, at.exception
 
@@ -81,7 +81,7 @@ def test_a_quiz_from_start_to_score_and_progress_after_a_restart(quiz_env):
     assert len(restarted.get("plotly_chart")) == 2
     next(b for b in restarted.button if b.label.startswith("Practise")).click().run()
     assert not restarted.exception
-    assert restarted.session_state["quiz"].title.startswith("Practice: ")
+    assert restarted.session_state["quiz_flow"].session.title.startswith("Practice: ")
     assert restarted.get("metric")[0].proto.body == "0"  # the missed question returns in 10 minutes
     assert any(i.value == "Next review in 10 minutes." for i in restarted.info)
     store = ProgressStore(quiz_env / "progress.sqlite")
@@ -95,7 +95,7 @@ def test_an_instructor_pack_is_imported_and_presented(quiz_env, tmp_path):
     assert not at.exception and not at.error
     download = [d for d in at.get("download_button")]
     assert len(download) >= 2
-    questions = at.session_state["pack_candidates"]
+    questions = at.session_state["quiz_flow"].candidates
     pack = {"mirage_pack": 1, "title": "Week 1", "questions": [q.to_dict() for q in questions[:2]]}
     at.file_uploader[0].set_value(("week1.json", json.dumps(pack).encode(), "application/json")).run()
     assert any("Week 1" in s.value for s in at.success)

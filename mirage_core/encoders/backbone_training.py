@@ -317,6 +317,13 @@ def cross_validate_backbone(
     return summary
 
 
+def _every_tenth(log: Log | None):
+    if log is None:
+        return None
+    return lambda done, total: log(f"backbone features: {done}/{total}") if done * 10 // total != (
+        done - 32) * 10 // total or done == total else None
+
+
 def backbone_cv_report(
     corpus, folds: int, settings: BackboneSettings, cache_dir: Path, only: Sequence[int] | None = None,
     log: Log | None = None,
@@ -326,8 +333,11 @@ def backbone_cv_report(
     from .lite import load_config
     from .training import extract_features
 
-    records, _ = split_records(corpus.records)
+    records, heldout = split_records(corpus.records)
     config = load_config()
-    features = extract_features(records, config, cache_dir)
+    every = sorted([*records, *heldout], key=lambda r: r.id)  # the cache `train-encoder` itself keeps
+    features = extract_features(every, config, cache_dir, progress=_every_tenth(log))
+    row = {record_id: i for i, record_id in enumerate(features.ids)}
+    features = features.subset([row[r.id] for r in records])
     report = cross_validate_backbone(records, features, config, folds, settings, cache_dir, only, log)
     return {"encoder": "lite", "corpus": corpus.name, "train_pairs": len(records), "backbone_cv": report}

@@ -37,6 +37,8 @@ from ..labels import MODALITIES, REGIONS, UNKNOWN
 from .explain import explain, topic_name
 
 KINDS = ("image_to_caption", "caption_to_image", "modality", "region", "arithmetic")
+KIND_NAMES = {"image_to_caption": "Image → caption", "caption_to_image": "Caption → image", "modality": "Modality",
+              "region": "Body region", "arithmetic": "Latent arithmetic"}
 DIFFICULTIES = ("easy", "medium", "hard")
 OPTIONS = 4
 NEAR_DUPLICATE = 0.97
