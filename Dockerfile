@@ -25,7 +25,7 @@ COPY --chown=user:user assets ./assets
 RUN pip install --no-deps .
 COPY --chown=user:user .streamlit ./.streamlit
 COPY --chown=user:user pages ./pages
-COPY --chown=user:user app_shared.py streamlit_app.py ./
+COPY --chown=user:user app_*.py streamlit_app.py ./
 
 USER user
 EXPOSE 8501

@@ -80,7 +80,7 @@ def test_the_cli_and_settings_start_from_a_local_bundle(bundle_file, tmp_path, m
     assert not (tmp_path / "home" / "indexes").exists()  # nothing was embedded
 
 
-def test_a_truncated_download_and_a_wrong_checksum_are_refused(bundle_file, server, tmp_path):
+def test_an_unreachable_truncated_or_wrong_checksum_bundle_is_refused(bundle_file, server, tmp_path):
     data = bundle_file.read_bytes()
     _Handler.files["/cut.tar.gz"] = (data[: len(data) // 2], len(data))
     with pytest.raises(BundleError, match="stopped at|cannot download"):
@@ -92,6 +92,14 @@ def test_a_truncated_download_and_a_wrong_checksum_are_refused(bundle_file, serv
     assert _nothing_installed(tmp_path / "home")
     with pytest.raises(BundleError, match="http"):
         install_bundle("file:///etc/passwd", tmp_path / "home")
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the bundle's server is unreachable
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(BundleError, match="cannot download the bundle .*refused"):
+        install_bundle(f"http://127.0.0.1:{port}/corpus.tar.gz", tmp_path / "home", timeout=5)
+    assert _nothing_installed(tmp_path / "home")
 
 
 def _archive(tmp_path: Path, name: str, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
