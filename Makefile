@@ -29,7 +29,7 @@ browser:
 	  echo "NOTE: Debian's chromium is not installed, so the browser tests will be SKIPPED (sudo apt-get install chromium)"
 
 lint: $(STAMP)
-	$(BIN)/ruff check mirage_core tests pages assets app_shared.py streamlit_app.py
+	$(BIN)/ruff check mirage_core tests pages assets app_shared.py app_quiz.py streamlit_app.py
 	$(BIN)/lint-imports
 
 clean:
