@@ -107,3 +107,25 @@ def test_perceptual_distance_is_zero_only_for_equal_images():
     loss = distance(reconstruction, target)
     loss.backward()
     assert loss.item() > 0.01 and reconstruction.grad.abs().sum() > 0
+
+
+def test_the_unet_average_resumes_from_either_checkpoint_format():
+    """diffusers' EMAModel carries the UNet's average; a work checkpoint of the previous release (the average as a
+    state dict) resumes into it unchanged, and a new checkpoint round-trips."""
+    import torch
+
+    from mirage_core.generation.training.unet import _moving_average, min_snr_weights
+    from mirage_core.generation.pipelines import load_config, new_scheduler
+
+    model, average = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    ema = _moving_average(model, {"ema": average.state_dict()}, step=40, decay=0.999)
+    assert all(torch.equal(a, b) for a, b in zip(ema.shadow_params, average.parameters()))
+    assert ema.optimization_step == 40 and ema.get_decay(ema.optimization_step) > 0.8
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.step(model.parameters())
+    again = _moving_average(model, {"ema": ema.state_dict()}, step=41, decay=0.999)
+    assert all(torch.equal(a, b) for a, b in zip(again.shadow_params, ema.shadow_params))
+    scheduler = new_scheduler(load_config())
+    weights = min_snr_weights(scheduler, torch.tensor([0, 500, 999]), gamma=5.0)
+    assert weights[0] < weights[1] <= 1.0 and weights[2] == 1.0  # easy, low-noise steps count less
