@@ -114,8 +114,8 @@ def test_the_unet_average_resumes_from_either_checkpoint_format():
     state dict) resumes into it unchanged, and a new checkpoint round-trips."""
     import torch
 
-    from mirage_core.generation.training.unet import _moving_average, min_snr_weights
     from mirage_core.generation.pipelines import load_config, new_scheduler
+    from mirage_core.generation.training.unet import _moving_average, min_snr_weights
 
     model, average = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     ema = _moving_average(model, {"ema": average.state_dict()}, step=40, decay=0.999)
