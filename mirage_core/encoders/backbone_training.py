@@ -194,7 +194,12 @@ def fine_tune(
         ema.load_state_dict(saved["ema"])
         state = saved["state"]
         if log:
-            log(f"resumed after epoch {state['epoch']} (best inner R@10 {state['best']:.1f})")
+            log(f"resumed after epoch {state['epoch']} (best inner R@1 {state['best']:.1f})")
+    if not state["curve"]:  # the frozen backbone's own score: what the epochs must beat
+        state["best"] = _inner_score(tower, pixels, early_rows, targets, settings.image_size)
+        state["curve"].append({"epoch": 0, "inner_R@1": round(state["best"], 2), "seconds": 0.0})
+        if log:
+            log(f"before fine-tuning: inner R@1 {state['best']:.1f}")
     generator = torch.Generator().manual_seed(settings.seed)
     started, first_epoch = time.time(), state["epoch"]
     while state["epoch"] < settings.epochs and state["stale"] < settings.patience:
@@ -235,9 +240,9 @@ def fine_tune(
         ema.restore(tower.parameters())
         state["epoch"] = epoch + 1
         state["curve"].append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4),
-                               "inner_R@10": round(early, 2), "seconds": round(time.time() - started, 1)})
+                               "inner_R@1": round(early, 2), "seconds": round(time.time() - started, 1)})
         if log:
-            log(f"epoch {epoch + 1}: loss {np.mean(losses):.3f}, inner R@10 (EMA) {early:.1f}")
+            log(f"epoch {epoch + 1}: loss {np.mean(losses):.3f}, inner R@1 (EMA) {early:.1f}")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(checkpoint) as temporary:
             torch.save({"tower": tower.state_dict(), "optimiser": optimiser.state_dict(), "ema": ema.state_dict(),
@@ -248,10 +253,10 @@ def fine_tune(
 
 
 def _inner_score(tower: ImageTower, pixels, rows: Sequence[int], targets: torch.Tensor, size: int) -> float:
-    """Mean R@10 of both directions among the early-stopping pairs alone (no bank): cheap, and only a signal."""
+    """Mean R@1 of both directions among the early-stopping pairs alone (no bank): cheap, and only a signal."""
     images = embed_pixels(tower, pixels, rows, size)
     metrics = recall_metrics(images, targets[list(rows), 0].numpy())
-    return (metrics["t2i"]["R@10"] + metrics["i2t"]["R@10"]) / 2
+    return (metrics["t2i"]["R@1"] + metrics["i2t"]["R@1"]) / 2
 
 
 def _inner_split(records: Sequence[Record], rows: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -294,9 +299,13 @@ def cross_validate_backbone(
         image = _cached_embedding(heads.embed_image, features.image)
         shipped = score(image(inside), text(inside), image(outside), text(outside), config)
         heads_seconds = time.time() - started
+        # the fine-tuned tower starts from heads that never saw its early-stopping pairs, so that signal is honest;
+        # it therefore learns from ~10 % fewer pairs than the shipped recipe it is compared with
         train_rows, early_rows = _inner_split(records, inside)
-        tower, curve = fine_tune(pixels, train_rows, early_rows, features.text, heads, config, settings,
+        start = fit_heads(features.subset(train_rows), [records[i] for i in train_rows], config, TrainSettings())
+        tower, curve = fine_tune(pixels, train_rows, early_rows, features.text, start, config, settings,
                                  work_dir / f"fold-{fold}-of-{folds}.pt", log)
+        text = _cached_embedding(start.embed_text, features.text)
         tuned = score(embed_pixels(tower, pixels, inside, settings.image_size), text(inside),
                       embed_pixels(tower, pixels, outside, settings.image_size), text(outside), config)
         results[fold] = {"fold": fold, "pairs": len(outside), "shipped": shipped, "fine_tuned": tuned,
