@@ -198,6 +198,7 @@ def fine_tune(
     if not state["curve"]:  # the frozen backbone's own score: what the epochs must beat
         state["best"] = _inner_score(tower, pixels, early_rows, targets, settings.image_size)
         state["curve"].append({"epoch": 0, "inner_R@1": round(state["best"], 2), "seconds": 0.0})
+        state["best_weights"] = {k: v.clone() for k, v in tower.state_dict().items()}  # if no epoch beats it
         if log:
             log(f"before fine-tuning: inner R@1 {state['best']:.1f}")
     generator = torch.Generator().manual_seed(settings.seed)
