@@ -42,6 +42,21 @@ TUNING_QUERIES = [  # (query, caption pattern, in a student's own words)
     ("narrowed heart artery", r"stenos|occlu", True), ("pus collection", r"abscess|empyema|collection", True),
     ("fluid around the lung", r"effusion", True), ("stroke in the brain", r"infarct|isch(a)?emi|stroke", True),
     ("swollen glands", r"lymphadenopath|lymph node", True), ("bulging blood vessel", r"aneurysm", True),
+    # a second set, written on 2026-12-05 before it was measured, for findings the first set and the held-out set
+    # do not ask about
+    ("CT appendicitis", r"appendic", False), ("MRI demyelinating lesions", r"sclerosis|demyelinat", False),
+    ("CT pancreatitis", r"pancreatit", False), ("MRI glioma", r"gliom|glioblastom", False),
+    ("ultrasound ascites", r"ascit", False), ("MRI osteomyelitis", r"osteomyelit", False),
+    ("CT bronchiectasis", r"bronchiectas", False), ("x-ray scoliosis", r"scolios", False),
+    ("MRI meningioma", r"meningiom", False), ("CT lymphoma", r"lymphom", False),
+    ("CT intussusception", r"intussuscept", False), ("sarcoidosis", r"sarcoid", False),
+    ("inflamed appendix", r"appendic", True),
+    ("patches where the nerves lost their coating", r"sclerosis|demyelinat", True),
+    ("inflamed pancreas", r"pancreatit", True), ("tumour inside the brain", r"gliom|glioblastom|tumou?r", True),
+    ("fluid in the belly", r"ascit", True), ("infection of the bone", r"osteomyelit", True),
+    ("widened airways", r"bronchiectas", True), ("curved spine", r"scolios", True),
+    ("tumour of the brain's lining", r"meningiom", True), ("cancer of the lymph glands", r"lymphom", True),
+    ("bowel telescoping into itself", r"intussuscept", True), ("torn or ruptured organ", r"lacerat|ruptur", True),
 ]
 HELD_OUT_QUERIES = [
     ("CT liver metastases", r"metasta", False), ("chest CT pneumonia", r"pneumoni|consolidat", False),

@@ -2,8 +2,8 @@
 
 Every command has `--help` and `--json`. A mistake the user can fix (a missing folder, an empty query, an
 index built by another encoder) prints one line starting with `mirage: error:` and exits with status 2.
-Commands live one group a module (`retrieval`, `teaching`, `training`, `deploy`, `benchmarks`); this module is the
-table that joins them.
+Commands live one group a module (`retrieval`, `teaching`, `classes`, `training`, `deploy`, `benchmarks`); this
+module is the table that joins them.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import os
 import sys
 
 from ..errors import MirageError
-from . import benchmarks, deploy, retrieval, teaching, training
+from . import benchmarks, classes, deploy, retrieval, teaching, training
 from .common import Parser, UsageError
 
-GROUPS = (retrieval, teaching, training, deploy, benchmarks)
+GROUPS = (retrieval, teaching, classes, training, deploy, benchmarks)
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 

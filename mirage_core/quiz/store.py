@@ -60,6 +60,33 @@ cards_table = sa.Table(
     sa.Column("question", sa.Text, nullable=False),
     sa.Column("memory", sa.Text, nullable=False, server_default=""),  # FSRS's card, JSON (schema 3)
 )
+classes_table = sa.Table(
+    "classes", metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("created", sa.Text, nullable=False),
+)
+members_table = sa.Table(
+    "class_members", metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("learner", sa.Text, primary_key=True),
+    sa.Column("joined", sa.Text, nullable=False),
+)
+claims_table = sa.Table(  # nicknames claimed by joining a class: a salted scrypt hash of each one's PIN
+    "learner_claims", metadata,
+    sa.Column("learner", sa.Text, primary_key=True),
+    sa.Column("pin_hash", sa.Text, nullable=False),
+    sa.Column("claimed", sa.Text, nullable=False),
+)
+assignments_table = sa.Table(
+    "assignments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("pack", sa.Text, nullable=False),
+    sa.Column("due", sa.Text, nullable=True),
+    sa.Column("created", sa.Text, nullable=False),
+)
 # `ease` is SM-2's ease factor, kept for the cards of schema 1–2; FSRS (schema 3) keeps its state in `memory`
 version_table = sa.Table("mirage_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
 
@@ -94,7 +121,13 @@ def _fsrs_memory(connection: sa.Connection) -> None:
             due=_stamp(card.due), memory=card.memory))
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1, _index_due_cards, _fsrs_memory]  # index + 1
+def _classes(connection: sa.Connection) -> None:
+    """Version 4: classes, members, claimed nicknames and assignments (see `classes`)."""
+    for table in (classes_table, members_table, claims_table, assignments_table):
+        table.create(connection, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1, _index_due_cards, _fsrs_memory, _classes]  # index + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 NICKNAME = re.compile(r"^[\w .'-]{1,40}$")
 CSV_COLUMNS = ("answered_at", "kind", "topic", "difficulty", "subject_id", "prompt", "chosen_option",
