@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_shared import DISCLAIMER, show_record_image, source_line
 from mirage_core.display import inert
+from mirage_core.errors import MirageError
 from mirage_core.quiz import DIFFICULTIES, KINDS, LETTERS, Presentation, why_right, why_wrong
 from mirage_core.quiz.flow import ProgressState
 from mirage_core.quiz.packs import dump_pack, pack_filename
@@ -204,3 +205,16 @@ def pick_candidates(index, candidates: list) -> list:
         if st.checkbox(f"Include question {number}", value=True, key=f"include-{question.id}"):
             chosen.append(question)
     return chosen
+
+
+def learner_inputs(flow, room) -> None:
+    """The nickname, and its PIN when the nickname belongs to a class member; the flow checks both."""
+    left, right = st.columns([3, 1])
+    nickname = left.text_input("Your nickname (progress is saved under it)", max_chars=40, key="learner_input",
+                               value=flow.learner)
+    pin = right.text_input("PIN", type="password", max_chars=7, key="learner_pin") \
+        if flow.claimed(nickname, room) else ""
+    try:
+        flow.name_learner(nickname, pin, room)
+    except MirageError as error:
+        st.error(inert(error))

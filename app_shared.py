@@ -25,6 +25,7 @@ from mirage_core.index import Hit, Index, index_exists, index_stamp
 from mirage_core.llm import ChatEndpoint, LanguageModel, llm_for
 from mirage_core.projection import Projection, fit_projection, place_labels
 from mirage_core.quiz import ProgressStore
+from mirage_core.quiz.classes import Classroom, InstructorGate
 from mirage_core.search import why
 from mirage_core.startup import open_configured_index
 
@@ -36,6 +37,7 @@ PAGES = [  # (script, title, icon): the navigation, drawn by `frame` on every pa
     ("pages/quiz.py", "Quiz", ":material/school:"),
     ("pages/generation.py", "Generation", ":material/palette:"),
     ("pages/reports.py", "Reports", ":material/description:"),
+    ("pages/classes.py", "Class", ":material/groups:"),
 ]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 MATCH_NOTE = ("Ranked by match (0–100): text search combines three channels — the image match (the joint image–text "
@@ -186,6 +188,29 @@ def get_progress_store() -> ProgressStore:
         st.warning(f"Your answers are kept for this browser session only and will not be saved: {inert(error)}",
                    icon=":material/cloud_off:")
         return st.session_state["session_progress"]
+
+
+@st.cache_resource
+def _instructor_gate(key: str) -> InstructorGate:
+    return InstructorGate(key)
+
+
+def get_instructor_gate() -> InstructorGate:
+    """The instructor key's gate, one per server process and key (its throttle counts every session's failures).
+    The key comes from the environment or Streamlit's secrets, never from a page."""
+    import os
+
+    key = os.environ.get("MIRAGE_INSTRUCTOR_KEY", "")
+    if not key:
+        try:
+            key = str(st.secrets.get("MIRAGE_INSTRUCTOR_KEY", ""))
+        except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+            key = ""  # no secrets file: the instructor area stays off
+    return _instructor_gate(key)
+
+
+def get_classroom() -> Classroom:
+    return Classroom(get_progress_store())
 
 
 @st.cache_resource(show_spinner="Measuring the dual-search presets…")

@@ -4,15 +4,18 @@ The flow between screens is `mirage_core.quiz.flow.QuizFlow`; the views are `app
 import streamlit as st
 
 import app_quiz as views
+from app_classes import class_box
 from app_shared import frame, get_progress_store
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.quiz import KINDS, LETTERS, make_pack, parse_pack
+from mirage_core.quiz.classes import Classroom
 from mirage_core.quiz.flow import QuizFlow, Screen, quiz_topics
 from mirage_core.quiz.schedule import when_due
 
 encoder, index = frame()
 store = get_progress_store()
+room = Classroom(store)
 flow: QuizFlow = st.session_state.setdefault("quiz_flow", QuizFlow())
 
 
@@ -33,6 +36,8 @@ def act(move, *arguments) -> None:
 def practice_tab() -> None:
     views.show_notes(flow.notes if flow.screen is not Screen.CHOOSING else [])
     if flow.screen is Screen.CHOOSING:
+        if (started := class_box(room, flow.learner)) is not None:  # a class's open assignments come first
+            act(flow.take, started.assignment.questions, started.assignment.title)
         with st.form("new-quiz"):
             topic, difficulty, kinds, right = views.choose_settings("quiz", quiz_topics(index.records))
             length = right.slider("Questions", 3, 30, 10, key="quiz-length")
@@ -127,12 +132,7 @@ if flow.screen is Screen.PRESENTING:
     st.stop()
 
 st.title("Quiz")
-nickname = st.text_input("Your nickname (progress is saved under it; no password)", max_chars=40, key="learner_input",
-                         value=flow.learner)
-try:
-    flow.name_learner(nickname)
-except MirageError as error:
-    st.error(inert(error))
+views.learner_inputs(flow, room)
 tabs = st.tabs(["Practice", "Review", "Progress", "Instructor packs"], key="quiz-tab", on_change="rerun")
 for tab, draw, needs_learner in zip(tabs, (practice_tab, review_tab, progress_tab, packs_tab),
                                     (None, "the questions due for review", "your progress", None)):

@@ -80,11 +80,24 @@ class QuizFlow:
         self.notes = generator.notes(KIND_NAMES, n, len(questions), topic)
         return questions
 
-    def name_learner(self, nickname: str) -> str:
-        """The checked nickname ('' for none); a bad one raises and leaves the learner unnamed."""
+    def name_learner(self, nickname: str, pin: str = "", claims=None) -> str:
+        """The checked nickname ('' for none). A nickname claimed by joining a class (`claims`: a `Classroom`) opens
+        only with its PIN. A bad nickname or PIN raises and leaves the learner unnamed."""
         self.learner = ""
-        self.learner = check_learner(nickname) if nickname.strip() else ""
+        name = check_learner(nickname) if nickname.strip() else ""
+        if name and claims is not None and not claims.unlock(name, pin):
+            raise MirageError(f"'{name}' belongs to a class member: enter its PIN (from joining the class) to open it, "
+                              "or choose another nickname")
+        self.learner = name
         return self.learner
+
+    @staticmethod
+    def claimed(nickname: str, claims) -> bool:
+        """Whether `nickname` is a class member's (and so needs its PIN); False for one that is not a nickname."""
+        try:
+            return bool(nickname.strip()) and claims.is_claimed(nickname)
+        except MirageError:
+            return False
 
     def start_practice(self, store: ProgressStore, length: int, make: Callable[[int], list[Question]]) -> None:
         """Up to half the quiz from the learner's due reviews, the rest fresh from `make(n)`."""
