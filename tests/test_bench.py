@@ -99,3 +99,16 @@ def test_bench_tour_visits_every_page_on_a_fresh_home(tmp_path, demo_corpus):
     assert result.errors == 0 and result.peak_rss_mib > 0
     assert 0 < result.first_start_s <= result.first_result_s <= result.tour_s
     assert "MiB" in result.describe()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_bench_class_loses_no_answer_while_the_dashboard_refreshes(lite_encoder, lite_index_dir, engine, request):
+    from mirage_core.bench.classes import bench_class
+    from mirage_core.index import load_index
+
+    database = request.getfixturevalue("postgres_url") if engine == "postgresql" else None
+    result = bench_class(load_index(lite_index_dir, lite_encoder), lite_encoder, students=5, answers=4,
+                         database=database)
+    assert result.errors == 0 and result.lost == 0 and result.acknowledged == 5 * result.answers_each
+    assert result.dashboard_refreshes >= 1 and result.dashboard_p95_ms >= result.dashboard_p50_ms > 0
+    assert "lost" in result.describe()

@@ -27,7 +27,7 @@ from mirage_core.index import Index, load_index, save_index
 
 TIMEOUT = 240
 PAGES = ["pages/home.py", "pages/retrieval.py", "pages/dual_search.py", "pages/quiz.py", "pages/generation.py",
-         "pages/reports.py"]
+         "pages/reports.py", "pages/classes.py"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

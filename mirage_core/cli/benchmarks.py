@@ -9,7 +9,7 @@ from pathlib import Path
 from .common import UsageError, corpus_options, opened, settings_from
 
 BENCHMARKS = ("search", "build", "startup", "quiz", "report", "generate", "tour", "load", "relevance", "findings",
-              "arithmetic")
+              "arithmetic", "class")
 
 
 def register(commands) -> dict:
@@ -20,8 +20,9 @@ def register(commands) -> dict:
     bench.add_argument("--repeats", type=int, default=50, help="timed queries (search) or runs (generate)")
     bench.add_argument("--backend", default="exact", help="search: exact, faiss or pgvector (needs --database)")
     bench.add_argument("--database", metavar="URL",
-                       help="search --backend pgvector, load: a postgresql:// database (load default: SQLite)")
+                       help="search --backend pgvector, load, class: a postgresql:// database (default: SQLite)")
     bench.add_argument("--sessions", type=int, default=8, help="load: concurrent sessions")
+    bench.add_argument("--students", type=int, default=30, help="class: students of one class answering at once")
     bench.add_argument("--bundle", metavar="PATH_OR_URL", help="tour: start from this corpus bundle")
     bench.add_argument("--no-llm", action="store_true", help="report: skip the language model")
     bench.add_argument("--tune", action="store_true",
@@ -76,6 +77,12 @@ def cmd_bench(args) -> int:
             from ..bench.arithmetic import bench_arithmetic
 
             result = bench_arithmetic(index, encoder)
+        elif args.what == "class":
+            from ..bench.classes import bench_class
+
+            if not 1 <= args.students <= 200:
+                raise UsageError("--students must be between 1 and 200")
+            result = bench_class(index, encoder, students=args.students, database=args.database)
         elif args.what == "quiz":
             from ..bench.quiz import bench_quiz
 

@@ -66,9 +66,11 @@ def _start_server(folder: Path, corpus: Path, **settings: str):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_corpus):
     folder = tmp_path_factory.mktemp("e2e")
-    yield from _start_server(folder, write_csv_slice(folder / "slice.csv", demo_corpus.records[:80]))
+    yield from _start_server(folder, write_csv_slice(folder / "slice.csv", demo_corpus.records[:80]),
+                             MIRAGE_INSTRUCTOR_KEY=INSTRUCTOR_KEY)
 
 
+INSTRUCTOR_KEY = "the e2e instructor key"
 HOSTILE_CAPTIONS = [
     '<iframe srcdoc="<script>parent.alert(parent.document.cookie)</script>"></iframe> chest x-ray',
     "<form><input type=password name=pw></form><style>body{display:none}</style> chest x-ray",
@@ -102,7 +104,7 @@ def page(server):
         browser.close()
 
 
-PAGE_TITLES = ["Home", "Retrieval", "Dual search", "Quiz", "Generation", "Reports"]
+PAGE_TITLES = ["Home", "Retrieval", "Dual search", "Quiz", "Generation", "Reports", "Class"]
 
 
 def _shows_frame_and_navigation(page) -> None:
@@ -291,3 +293,33 @@ def test_two_replicas_on_one_postgresql_share_the_corpus_and_progress(tmp_path, 
     assert not list((tmp_path / "b" / "home").glob("indexes/*/manifest.json"))  # B embedded nothing
     assert list((tmp_path / "a" / "home").glob("indexes/*/manifest.json"))
     assert len(ProgressStore(postgres_url).answers("replica-student")) == 1
+
+
+def test_an_instructor_signs_in_creates_a_class_and_a_student_sees_none_of_it(server, page):
+    """A deep link to /classes asks for the key; a wrong key is refused; the right one opens the area, a class is
+    created and its dashboard drawn; a second browser (a student) meets only the sign-in form."""
+    page.goto(f"{server}/classes")
+    key = page.get_by_label("Instructor key")
+    key.fill("a guess")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("That is not the instructor key.").wait_for()
+    assert page.get_by_role("tab", name="Dashboard").count() == 0
+    page.get_by_label("Instructor key").fill(INSTRUCTOR_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("New class name").fill("Browser class")
+    page.get_by_role("button", name="Create").click()
+    code = page.locator("h2").filter(has_text="-").first
+    code.wait_for()
+    assert len(code.inner_text().strip()) == 9
+    assert INSTRUCTOR_KEY not in page.content()
+    page.get_by_role("tab", name="Dashboard").click()
+    page.get_by_text("No answers from this class yet.").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "class-dashboard.png"))
+    student = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        student.goto(f"{server}/classes")
+        student.get_by_label("Instructor key").wait_for()
+        assert student.get_by_role("tab", name="Dashboard").count() == 0
+        assert student.get_by_text("Browser class").count() == 0
+    finally:
+        student.close()
