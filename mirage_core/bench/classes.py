@@ -1,5 +1,6 @@
 """One class answering at once while its instructor's dashboard refreshes: N students (threads, as Streamlit's
-sessions are) join a class and answer an assigned pack; meanwhile the dashboard is recomputed again and again.
+sessions are) join a class and answer an assigned pack, pausing a moment over each question (`think_s`, far
+quicker than a real student); meanwhile the dashboard is recomputed again and again.
 Reports errors, `lost` (acknowledged answers missing from the database afterwards) and the dashboard's p50/p95."""
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class ClassResult(BenchResult):
                 f"over {self.dashboard_refreshes} refreshes; {self.wall_s} s")
 
 
-def bench_class(index, encoder, students: int = 30, answers: int = 10, database: str | None = None) -> ClassResult:
+def bench_class(index, encoder, students: int = 30, answers: int = 10, database: str | None = None,
+                think_s: float = 0.2) -> ClassResult:
     from ..quiz import KINDS, ProgressStore, QuestionGenerator, make_pack
     from ..quiz.classes import Classroom
     from ..quiz.packs import dump_pack
@@ -59,6 +61,7 @@ def bench_class(index, encoder, students: int = 30, answers: int = 10, database:
         def student(name: str, offset: int) -> None:
             nonlocal acknowledged
             for i in range(len(questions)):
+                time.sleep(think_s * (0.5 + (i * 7 + offset) % 10 / 10))  # reading the question: 0.5–1.4 × think_s
                 question = questions[(i + offset) % len(questions)]
                 started = time.perf_counter()
                 try:

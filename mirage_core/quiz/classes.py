@@ -168,7 +168,7 @@ class Classroom:
         raise MirageError("could not draw a free join code: try again")
 
     def classes(self) -> list[ClassInfo]:
-        with self.store._transaction() as connection:
+        with self.store._reading() as connection:
             rows = connection.execute(sa.select(classes_table).order_by(classes_table.c.created)).all()
             members = Counter(r.code for r in connection.execute(sa.select(members_table.c.code)))
             assigned = Counter(r.code for r in connection.execute(sa.select(assignments_table.c.code)))
@@ -198,7 +198,7 @@ class Classroom:
 
     def assignments(self, code: str) -> list[Assignment]:
         code = normalise_code(code)
-        with self.store._transaction() as connection:
+        with self.store._reading() as connection:
             rows = connection.execute(sa.select(assignments_table).where(assignments_table.c.code == code)
                                       .order_by(assignments_table.c.id)).all()
         return [_assignment(row) for row in rows]
@@ -225,20 +225,20 @@ class Classroom:
         return new_pin
 
     def is_claimed(self, learner: str) -> bool:
-        with self.store._transaction() as connection:
+        with self.store._reading() as connection:
             return connection.execute(sa.select(claims_table.c.learner)
                                       .where(claims_table.c.learner == check_learner(learner))).first() is not None
 
     def unlock(self, learner: str, pin: str) -> bool:
         """Whether `pin` opens the claimed nickname `learner` (True for an unclaimed one)."""
-        with self.store._transaction() as connection:
+        with self.store._reading() as connection:
             claim = connection.execute(sa.select(claims_table)
                                        .where(claims_table.c.learner == check_learner(learner))).first()
         return claim is None or _pin_matches(pin, claim.pin_hash)
 
     def classes_of(self, learner: str) -> list[ClassInfo]:
         learner = check_learner(learner)
-        with self.store._transaction() as connection:
+        with self.store._reading() as connection:
             codes = {r.code for r in connection.execute(sa.select(members_table.c.code)
                                                           .where(members_table.c.learner == learner))}
         return [info for info in self.classes() if info.code in codes]
@@ -258,23 +258,29 @@ class Classroom:
     def _answered(self, learner: str, assignment: Assignment) -> int:
         ids = {q.id for q in assignment.questions}
         columns = answers_table.c
-        with self.store._transaction() as connection:
+        with self.store._reading() as connection:
             rows = connection.execute(sa.select(columns.question_id).distinct().where(
                 columns.learner == learner, columns.answered_at >= _stamp(assignment.created))).all()
         return len(ids & {r.question_id for r in rows})
 
     # -- the dashboard -------------------------------------------------------------------------------------
     def report(self, code: str, most_missed: int = 8) -> ClassReport:
-        info = self.info(code)
+        code = normalise_code(code)
         columns = answers_table.c
-        with self.store._transaction() as connection:
+        with self.store._reading() as connection:  # one snapshot, however many students are answering
+            row = connection.execute(sa.select(classes_table).where(classes_table.c.code == code)).first()
+            if row is None:
+                raise MirageError(f"no class has the code {show_code(code)}")
             members = {r.learner: r.joined for r in connection.execute(
-                sa.select(members_table).where(members_table.c.code == info.code))}
+                sa.select(members_table).where(members_table.c.code == code))}
+            assignments = [_assignment(r) for r in connection.execute(
+                sa.select(assignments_table).where(assignments_table.c.code == code).order_by(assignments_table.c.id))]
             rows = connection.execute(
                 sa.select(columns.learner, columns.answered_at, columns.question_id, columns.kind, columns.topic,
                           columns.chosen, columns.correct, columns.question)
                 .select_from(answers_table.join(members_table, members_table.c.learner == columns.learner))
-                .where(members_table.c.code == info.code, columns.answered_at >= members_table.c.joined)).all()
+                .where(members_table.c.code == code, columns.answered_at >= members_table.c.joined)).all()
+        info = ClassInfo(row.code, row.name, datetime.fromisoformat(row.created), len(members), len(assignments))
         report = ClassReport(info, sorted(members))
         topics: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         days: dict[str, list] = defaultdict(lambda: [0, set()])
@@ -304,12 +310,17 @@ class Classroom:
                            for i, n in entry["chosen"].most_common() if 0 <= i < len(question.options)]
             report.missed.append(MissedQuestion(question, entry["answers"], sum(entry["chosen"].values()),
                                                 distractors))
-        for assignment in self.assignments(info.code):
-            answered = [self._answered(learner, assignment) for learner in members]
+        for assignment in assignments:
+            since, wanted = _stamp(assignment.created), {q.id for q in assignment.questions}
+            answered: dict[str, set] = defaultdict(set)
+            for row in rows:
+                if row.answered_at >= since and row.question_id in wanted:
+                    answered[row.learner].add(row.question_id)
             report.completion.append({
                 "title": assignment.title, "due": assignment.due.date().isoformat() if assignment.due else None,
-                "questions": len(assignment.questions), "members": len(members),
-                "done": sum(a >= len(assignment.questions) for a in answered), "started": sum(a > 0 for a in answered)})
+                "questions": len(wanted), "members": len(members),
+                "done": sum(len(seen) >= len(wanted) for seen in answered.values()),
+                "started": len(answered)})
         return report
 
 

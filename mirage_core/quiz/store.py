@@ -202,6 +202,16 @@ class ProgressStore:
             raise MirageError(f"the progress database is unavailable ({_reason(error)}); nothing was saved — "
                               "try again in a moment") from None
 
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        """One read-only transaction: a consistent snapshot that, on SQLite, waits for no writer."""
+        try:
+            with self.engine.connect().execution_options(mirage_read=True) as connection, connection.begin():
+                yield connection
+        except DBAPIError as error:
+            raise MirageError(f"the progress database is unavailable ({_reason(error)}); try again in a moment") \
+                from None
+
     def _migrate(self) -> None:
         with self.engine.begin() as connection:
             version_table.create(connection, checkfirst=True)
@@ -261,7 +271,7 @@ class ProgressStore:
     def answers(self, learner: str) -> list[Answer]:
         learner = check_learner(learner)
         columns = answers_table.c
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(
                 sa.select(columns.answered_at, columns.question, columns.chosen, columns.correct, columns.used_hint)
                 .where(columns.learner == learner).order_by(columns.id)
@@ -270,7 +280,7 @@ class ProgressStore:
                 for at, q, chosen, ok, hint in rows]
 
     def card(self, learner: str, card_id: str) -> Card | None:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             row = connection.execute(sa.select(cards_table).where(
                 cards_table.c.learner == learner, cards_table.c.card_id == card_id)).first()
         if row is None:
@@ -282,7 +292,7 @@ class ProgressStore:
         """Every card of the learner with when it returns, soonest first."""
         learner = check_learner(learner)
         columns = cards_table.c
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(sa.select(columns.question, columns.due).where(columns.learner == learner)
                                       .order_by(columns.due)).all()
         return [(Question.from_dict(json.loads(question)), datetime.fromisoformat(due)) for question, due in rows]
@@ -292,7 +302,7 @@ class ProgressStore:
         learner = check_learner(learner)
         at = at or now_utc()
         columns = cards_table.c
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(
                 sa.select(columns.question).where(columns.learner == learner, columns.due <= _stamp(at))
                 .order_by(columns.repetitions, columns.due).limit(limit)
@@ -302,7 +312,7 @@ class ProgressStore:
     def next_due(self, learner: str) -> datetime | None:
         """When the learner's earliest card falls due (None when they have no cards)."""
         learner = check_learner(learner)
-        with self._transaction() as connection:
+        with self._reading() as connection:
             due = connection.execute(sa.select(sa.func.min(cards_table.c.due))
                                      .where(cards_table.c.learner == learner)).scalar()
         return datetime.fromisoformat(due) if due else None
@@ -360,7 +370,10 @@ def _engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin_immediate(connection):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the card
+            # a writer takes the write lock before reading the card; a reader (`_reading`) takes none: under WAL
+            # it sees one consistent snapshot while answers go on being written
+            reading = connection.get_execution_options().get("mirage_read", False)
+            connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)  # a restarted server's dead connections are replaced
