@@ -150,6 +150,17 @@ def check_llm(settings) -> Finding:
                    f"{settings.llm} at {base}; API key {'present' if key else 'missing (MIRAGE_LLM_API_KEY)'}")
 
 
+def check_instructor_key() -> Finding:
+    """Whether the Class page's instructor area is on: the key's presence and strength, never the key."""
+    key = os.environ.get("MIRAGE_INSTRUCTOR_KEY", "")
+    if not key:
+        return Finding("instructors", "ok", "no MIRAGE_INSTRUCTOR_KEY in the environment: the Class page is off "
+                                            "(unless the app's Streamlit secrets set one)")
+    if len(key) < 12:
+        return Finding("instructors", "warn", f"MIRAGE_INSTRUCTOR_KEY is {len(key)} characters: use 12 or more")
+    return Finding("instructors", "ok", "MIRAGE_INSTRUCTOR_KEY is set: the Class page's instructor area is on")
+
+
 def check_home(settings) -> Finding:
     from .files import writable
 
@@ -187,7 +198,7 @@ def diagnose(settings, encoder=None) -> list[Finding]:
         encoder_finding = Finding("encoder", "ok", f"{encoder.name} (fingerprint {encoder.fingerprint}, "
                                                    f"{encoder.dim}-d)")
     return [encoder_finding, check_corpus(settings), check_index(settings, encoder), *check_databases(settings),
-            check_llm(settings), check_home(settings), check_memory(), check_torch()]
+            check_llm(settings), check_instructor_key(), check_home(settings), check_memory(), check_torch()]
 
 
 def will_work(findings: list[Finding]) -> bool:

@@ -98,8 +98,11 @@ def test_doctor_fails_a_broken_deployment_and_never_prints_a_key(deployment, mon
         monkeypatch.setenv("MIRAGE_LLM", "openai:some-model")
         monkeypatch.setenv("MIRAGE_LLM_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
         monkeypatch.setenv("MIRAGE_LLM_API_KEY", "sk-secret-value-123")
+        monkeypatch.setenv("MIRAGE_INSTRUCTOR_KEY", "short-key")
         assert main(["doctor"]) == 1
         out = capsys.readouterr().out
+        assert re.search(r"^WARN\s+instructors\s+MIRAGE_INSTRUCTOR_KEY is 9 characters", out, re.MULTILINE)
+        assert "short-key" not in out
         assert re.search(r"^FAIL\s+corpus\s+not found", out, re.MULTILINE)
         assert re.search(r"^FAIL\s+llm\s+.*HTTP 503", out, re.MULTILINE)
         assert "sk-secret-value-123" not in out and "will NOT work" in out
