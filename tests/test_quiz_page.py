@@ -121,7 +121,7 @@ def test_an_instructor_pack_is_imported_and_presented(quiz_env, tmp_path):
     assert any(m.value.startswith("# Week 1 · 2 / 2") for m in at.markdown)
     assert not any("**answer**" in m.value for m in at.markdown)  # a new question starts hidden
     _button(at, "Leave presenter mode").click().run()
-    assert at.tabs and "presenter" not in at.session_state
+    assert at.tabs and at.session_state["quiz_flow"].presentation is None
 
 
 def test_a_malformed_pack_shows_a_message(quiz_env):

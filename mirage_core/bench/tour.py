@@ -43,7 +43,7 @@ page(at, "pages/quiz.py")
 at.text_input(key="learner_input").input("tour").run()
 at.slider(key="quiz-length").set_value(3)
 next(b for b in at.button if b.label == "Start").click().run()
-session = at.session_state["quiz"]
+session = at.session_state["quiz_flow"].session
 at.radio(key=f"choice-{session.position}").set_value("A")
 next(b for b in at.button if b.label == "Submit").click().run()
 page(at, "pages/generation.py")
@@ -51,6 +51,7 @@ next(b for b in at.button if b.label == "Generate").click().run()
 page(at, "pages/reports.py")
 at.text_input[0].input("chest x-ray pneumothorax")
 next(b for b in at.button if b.label == "Write the report").click().run()
+page(at, "pages/classes.py")
 page(at, "pages/home.py")
 marks["tour_s"] = time.perf_counter() - started
 marks["errors"] = len(at.exception) + len(at.error)
