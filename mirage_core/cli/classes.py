@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,9 @@ def register(commands) -> dict:
     report = actions.add_parser("report", help="the class dashboard's figures (JSON, or CSV with --csv)")
     report.add_argument("code")
     report.add_argument("--csv", metavar="FILE", help="also write the report as CSV")
-    for parser in (create, listing, assign, report):
-        parser.add_argument("--json", action="store_true")
+    group.add_argument("--json", action="store_true", help="JSON output (also after the action)")
+    for parser in (create, listing, assign, report):  # SUPPRESS: absent here, the group's value stands
+        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     return {"class": cmd_class}
 
 
