@@ -25,7 +25,7 @@ from mirage_core.index import Hit, Index, index_exists, index_stamp
 from mirage_core.llm import ChatEndpoint, LanguageModel, llm_for
 from mirage_core.projection import Projection, fit_projection, place_labels
 from mirage_core.quiz import ProgressStore
-from mirage_core.quiz.classes import Classroom, InstructorGate
+from mirage_core.quiz.classes import InstructorGate
 from mirage_core.search import why
 from mirage_core.startup import open_configured_index
 
@@ -207,10 +207,6 @@ def get_instructor_gate() -> InstructorGate:
         except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
             key = ""  # no secrets file: the instructor area stays off
     return _instructor_gate(key)
-
-
-def get_classroom() -> Classroom:
-    return Classroom(get_progress_store())
 
 
 @st.cache_resource(show_spinner="Measuring the dual-search presets…")

@@ -6,16 +6,16 @@ from datetime import UTC, datetime, time
 import streamlit as st
 
 import app_classes as views
-from app_shared import frame, get_classroom, get_instructor_gate
+from app_shared import frame, get_instructor_gate, get_progress_store
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
-from mirage_core.quiz.classes import show_code
+from mirage_core.quiz.classes import Classroom, show_code
 
 encoder, index = frame()
 st.title("Class")
 if not views.signed_in(get_instructor_gate()):
     st.stop()
-room = get_classroom()
+room = Classroom(get_progress_store())
 overview, assign, board = st.tabs(["Classes", "Assign a pack", "Dashboard"], key="class-tab", on_change="rerun")
 
 

@@ -35,7 +35,6 @@ from .packs import parse_pack
 from .questions import KIND_NAMES, Question, why_wrong
 from .store import (
     ProgressStore,
-    _stamp,
     answers_table,
     assignments_table,
     check_learner,
@@ -43,6 +42,7 @@ from .store import (
     classes_table,
     members_table,
     now_utc,
+    stamp,
 )
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed from a projector
@@ -160,15 +160,15 @@ class Classroom:
         created = now_utc()
         for _ in range(5):  # a clash among 10¹² codes is rare; a second draw settles it
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-            with self.store._transaction() as connection:
+            with self.store.transaction() as connection:
                 if connection.execute(sa.select(classes_table.c.code).where(classes_table.c.code == code)).first():
                     continue
-                connection.execute(classes_table.insert().values(code=code, name=name, created=_stamp(created)))
+                connection.execute(classes_table.insert().values(code=code, name=name, created=stamp(created)))
             return ClassInfo(code, name, created)
         raise MirageError("could not draw a free join code: try again")
 
     def classes(self) -> list[ClassInfo]:
-        with self.store._reading() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(sa.select(classes_table).order_by(classes_table.c.created)).all()
             members = Counter(r.code for r in connection.execute(sa.select(members_table.c.code)))
             assigned = Counter(r.code for r in connection.execute(sa.select(assignments_table.c.code)))
@@ -189,16 +189,16 @@ class Classroom:
         created = now_utc()
         stored = json.dumps({"title": header["title"], "author": header["author"],
                              "questions": [q.to_dict() for q in questions]})
-        with self.store._transaction() as connection:
+        with self.store.transaction() as connection:
             result = connection.execute(assignments_table.insert().values(
-                code=info.code, title=header["title"], pack=stored, due=_stamp(due) if due else None,
-                created=_stamp(created)))
+                code=info.code, title=header["title"], pack=stored, due=stamp(due) if due else None,
+                created=stamp(created)))
             number = result.inserted_primary_key[0]
         return Assignment(number, info.code, header["title"], questions, due, created)
 
     def assignments(self, code: str) -> list[Assignment]:
         code = normalise_code(code)
-        with self.store._reading() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(sa.select(assignments_table).where(assignments_table.c.code == code)
                                       .order_by(assignments_table.c.id)).all()
         return [_assignment(row) for row in rows]
@@ -210,35 +210,35 @@ class Classroom:
         learner, code = check_learner(learner), normalise_code(code)
         self.info(code)
         new_pin = None
-        with self.store._transaction() as connection:
+        with self.store.transaction() as connection:
             claim = connection.execute(sa.select(claims_table).where(claims_table.c.learner == learner)).first()
             if claim is None:
                 new_pin = "-".join(str(secrets.randbelow(10**3)).zfill(3) for _ in range(2))
                 connection.execute(claims_table.insert().values(learner=learner, pin_hash=_hash_pin(new_pin),
-                                                                claimed=_stamp(now_utc())))
+                                                                claimed=stamp(now_utc())))
             elif not _pin_matches(pin, claim.pin_hash):
                 raise MirageError(f"the nickname '{learner}' is taken: give its PIN, or choose another nickname")
             member = sa.select(members_table).where(members_table.c.code == code, members_table.c.learner == learner)
             if connection.execute(member).first():
                 return None
-            connection.execute(members_table.insert().values(code=code, learner=learner, joined=_stamp(now_utc())))
+            connection.execute(members_table.insert().values(code=code, learner=learner, joined=stamp(now_utc())))
         return new_pin
 
     def is_claimed(self, learner: str) -> bool:
-        with self.store._reading() as connection:
+        with self.store.reading() as connection:
             return connection.execute(sa.select(claims_table.c.learner)
                                       .where(claims_table.c.learner == check_learner(learner))).first() is not None
 
     def unlock(self, learner: str, pin: str) -> bool:
         """Whether `pin` opens the claimed nickname `learner` (True for an unclaimed one)."""
-        with self.store._reading() as connection:
+        with self.store.reading() as connection:
             claim = connection.execute(sa.select(claims_table)
                                        .where(claims_table.c.learner == check_learner(learner))).first()
         return claim is None or _pin_matches(pin, claim.pin_hash)
 
     def classes_of(self, learner: str) -> list[ClassInfo]:
         learner = check_learner(learner)
-        with self.store._reading() as connection:
+        with self.store.reading() as connection:
             codes = {r.code for r in connection.execute(sa.select(members_table.c.code)
                                                           .where(members_table.c.learner == learner))}
         return [info for info in self.classes() if info.code in codes]
@@ -258,16 +258,16 @@ class Classroom:
     def _answered(self, learner: str, assignment: Assignment) -> int:
         ids = {q.id for q in assignment.questions}
         columns = answers_table.c
-        with self.store._reading() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(sa.select(columns.question_id).distinct().where(
-                columns.learner == learner, columns.answered_at >= _stamp(assignment.created))).all()
+                columns.learner == learner, columns.answered_at >= stamp(assignment.created))).all()
         return len(ids & {r.question_id for r in rows})
 
     # -- the dashboard -------------------------------------------------------------------------------------
     def report(self, code: str, most_missed: int = 8) -> ClassReport:
         code = normalise_code(code)
         columns = answers_table.c
-        with self.store._reading() as connection:  # one snapshot, however many students are answering
+        with self.store.reading() as connection:  # one snapshot, however many students are answering
             row = connection.execute(sa.select(classes_table).where(classes_table.c.code == code)).first()
             if row is None:
                 raise MirageError(f"no class has the code {show_code(code)}")
@@ -311,7 +311,7 @@ class Classroom:
             report.missed.append(MissedQuestion(question, entry["answers"], sum(entry["chosen"].values()),
                                                 distractors))
         for assignment in assignments:
-            since, wanted = _stamp(assignment.created), {q.id for q in assignment.questions}
+            since, wanted = stamp(assignment.created), {q.id for q in assignment.questions}
             answered: dict[str, set] = defaultdict(set)
             for row in rows:
                 if row.answered_at >= since and row.question_id in wanted:

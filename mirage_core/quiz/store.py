@@ -118,7 +118,7 @@ def _fsrs_memory(connection: sa.Connection) -> None:
         connection.execute(cards_table.update().where(
             cards_table.c.learner == learner, cards_table.c.card_id == card_id).values(
             interval_days=card.interval_days, repetitions=card.repetitions, lapses=card.lapses,
-            due=_stamp(card.due), memory=card.memory))
+            due=stamp(card.due), memory=card.memory))
 
 
 def _classes(connection: sa.Connection) -> None:
@@ -145,7 +145,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
     """UTC ISO text of one fixed width, so that SQLite can compare stamps as strings."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -193,7 +193,7 @@ class ProgressStore:
         return self.url.render_as_string(hide_password=True)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sa.Connection]:
+    def transaction(self) -> Iterator[sa.Connection]:
         """One transaction; a database that is down or restarting becomes a clear, retryable MirageError."""
         try:
             with self.engine.begin() as connection:
@@ -203,7 +203,7 @@ class ProgressStore:
                               "try again in a moment") from None
 
     @contextmanager
-    def _reading(self) -> Iterator[sa.Connection]:
+    def reading(self) -> Iterator[sa.Connection]:
         """One read-only transaction: a consistent snapshot that, on SQLite, waits for no writer."""
         try:
             with self.engine.connect().execution_options(mirage_read=True) as connection, connection.begin():
@@ -237,10 +237,10 @@ class ProgressStore:
         correct = chosen == question.answer
         payload = json.dumps(question.to_dict())
         fresh = Card(question.card_id)
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             insert = _insert(connection)(cards_table).values(
                 learner=learner, card_id=fresh.card_id, ease=0.0, interval_days=fresh.interval_days,
-                repetitions=0, lapses=0, due=_stamp(at), question=payload, memory="")
+                repetitions=0, lapses=0, due=stamp(at), question=payload, memory="")
             connection.execute(insert.on_conflict_do_nothing())  # the row exists, so it can be locked
             row = connection.execute(
                 sa.select(cards_table).where(cards_table.c.learner == learner,
@@ -249,20 +249,20 @@ class ProgressStore:
             card = review(Card(row.card_id, row.repetitions, row.lapses, None, row.interval_days, row.memory),
                           correct, used_hint, at)
             connection.execute(answers_table.insert().values(
-                learner=learner, answered_at=_stamp(at), question_id=question.id, card_id=question.card_id,
+                learner=learner, answered_at=stamp(at), question_id=question.id, card_id=question.card_id,
                 kind=question.kind, topic=question.topic, difficulty=question.difficulty,
                 subject_id=question.subject_id, chosen=chosen, correct=int(correct), used_hint=int(used_hint),
                 question=payload))
             connection.execute(cards_table.update().where(
                 cards_table.c.learner == learner, cards_table.c.card_id == card.card_id).values(
                 interval_days=card.interval_days, repetitions=card.repetitions, lapses=card.lapses,
-                due=_stamp(card.due), question=payload, memory=card.memory))
+                due=stamp(card.due), question=payload, memory=card.memory))
         return Answer(at, question, chosen, correct, used_hint)
 
     def reset(self, learner: str) -> int:
         """Forget everything about a learner; returns how many answers were deleted."""
         learner = check_learner(learner)
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             deleted = connection.execute(answers_table.delete().where(answers_table.c.learner == learner)).rowcount
             connection.execute(cards_table.delete().where(cards_table.c.learner == learner))
         return deleted
@@ -271,7 +271,7 @@ class ProgressStore:
     def answers(self, learner: str) -> list[Answer]:
         learner = check_learner(learner)
         columns = answers_table.c
-        with self._reading() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
                 sa.select(columns.answered_at, columns.question, columns.chosen, columns.correct, columns.used_hint)
                 .where(columns.learner == learner).order_by(columns.id)
@@ -280,7 +280,7 @@ class ProgressStore:
                 for at, q, chosen, ok, hint in rows]
 
     def card(self, learner: str, card_id: str) -> Card | None:
-        with self._reading() as connection:
+        with self.reading() as connection:
             row = connection.execute(sa.select(cards_table).where(
                 cards_table.c.learner == learner, cards_table.c.card_id == card_id)).first()
         if row is None:
@@ -292,7 +292,7 @@ class ProgressStore:
         """Every card of the learner with when it returns, soonest first."""
         learner = check_learner(learner)
         columns = cards_table.c
-        with self._reading() as connection:
+        with self.reading() as connection:
             rows = connection.execute(sa.select(columns.question, columns.due).where(columns.learner == learner)
                                       .order_by(columns.due)).all()
         return [(Question.from_dict(json.loads(question)), datetime.fromisoformat(due)) for question, due in rows]
@@ -302,9 +302,9 @@ class ProgressStore:
         learner = check_learner(learner)
         at = at or now_utc()
         columns = cards_table.c
-        with self._reading() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
-                sa.select(columns.question).where(columns.learner == learner, columns.due <= _stamp(at))
+                sa.select(columns.question).where(columns.learner == learner, columns.due <= stamp(at))
                 .order_by(columns.repetitions, columns.due).limit(limit)
             ).all()
         return [Question.from_dict(json.loads(row.question)) for row in rows]
@@ -312,7 +312,7 @@ class ProgressStore:
     def next_due(self, learner: str) -> datetime | None:
         """When the learner's earliest card falls due (None when they have no cards)."""
         learner = check_learner(learner)
-        with self._reading() as connection:
+        with self.reading() as connection:
             due = connection.execute(sa.select(sa.func.min(cards_table.c.due))
                                      .where(cards_table.c.learner == learner)).scalar()
         return datetime.fromisoformat(due) if due else None
@@ -370,7 +370,7 @@ def _engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin_immediate(connection):
-            # a writer takes the write lock before reading the card; a reader (`_reading`) takes none: under WAL
+            # a writer takes the write lock before reading the card; a reader (`reading`) takes none: under WAL
             # it sees one consistent snapshot while answers go on being written
             reading = connection.get_execution_options().get("mirage_read", False)
             connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
