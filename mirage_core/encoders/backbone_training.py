@@ -35,10 +35,17 @@ from ..corpus import Record
 from ..errors import ImageError
 from ..files import atomic_path, write_json
 from ..images import open_image
-from .base import hubness
-from .lite import ImageBackbone, LiteHeads, bridge
+from .lite import ImageBackbone, LiteHeads
 from .metrics import recall_metrics
-from .training import TEXT_VIEWS, FeatureCache, TrainSettings, fit_heads
+from .training import (
+    TEXT_VIEWS,
+    FeatureCache,
+    TrainSettings,
+    _heldout_metrics,
+    embed_cached,
+    fit_heads,
+    score_embeddings,
+)
 
 Log = Callable[[str], None]
 
@@ -151,15 +158,6 @@ def embed_pixels(tower: ImageTower, pixels: np.ndarray, rows: Sequence[int], siz
     return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
 
 
-def score(bank_images, bank_captions, images, captions, config: dict) -> dict:
-    """Recall as the shipped encoder and index compute it: the bridge through the bank, hubness corrections."""
-    if "bridge" in config:
-        bank = {"images": bank_images, "captions": bank_captions}
-        images = bridge(images, bank, "image", **config["bridge"])
-        captions = bridge(captions, bank, "text", **config["bridge"])
-    return recall_metrics(images, captions, hubness(images, bank_captions), hubness(captions, bank_images))
-
-
 def _text_embeddings(heads: LiteHeads, text_features: np.ndarray) -> torch.Tensor:
     """[N, TEXT_VIEWS, D] frozen caption embeddings: the targets the image side learns to meet."""
     with torch.inference_mode():
@@ -268,14 +266,6 @@ def _inner_split(records: Sequence[Record], rows: Sequence[int]) -> tuple[list[i
     return [row for row in rows if row not in inner], sorted(inner)
 
 
-def _cached_embedding(embed, features: np.ndarray):
-    """rows → embeddings of their first (plain) cached view."""
-    def rows_embedded(rows) -> np.ndarray:
-        with torch.inference_mode():
-            return embed(torch.from_numpy(features[rows, 0].astype(np.float32))).numpy()
-    return rows_embedded
-
-
 def cross_validate_backbone(
     records: Sequence[Record], features: FeatureCache, config: dict, folds: int, settings: BackboneSettings,
     work_dir: Path, only: Sequence[int] | None = None, log: Log | None = None,
@@ -296,9 +286,7 @@ def cross_validate_backbone(
             continue
         started = time.time()
         heads = fit_heads(features.subset(inside), [records[i] for i in inside], config, TrainSettings())
-        text = _cached_embedding(heads.embed_text, features.text)
-        image = _cached_embedding(heads.embed_image, features.image)
-        shipped = score(image(inside), text(inside), image(outside), text(outside), config)
+        shipped = _heldout_metrics(heads, features.subset(inside), features.subset(outside), config)
         heads_seconds = time.time() - started
         # the fine-tuned tower starts from heads that never saw its early-stopping pairs, so that signal is honest;
         # it therefore learns from ~10 % fewer pairs than the shipped recipe it is compared with
@@ -306,9 +294,10 @@ def cross_validate_backbone(
         start = fit_heads(features.subset(train_rows), [records[i] for i in train_rows], config, TrainSettings())
         tower, curve = fine_tune(pixels, train_rows, early_rows, features.text, start, config, settings,
                                  work_dir / f"fold-{fold}-of-{folds}.pt", log)
-        text = _cached_embedding(start.embed_text, features.text)
-        tuned = score(embed_pixels(tower, pixels, inside, settings.image_size), text(inside),
-                      embed_pixels(tower, pixels, outside, settings.image_size), text(outside), config)
+        (_, inside_captions), (_, outside_captions) = (embed_cached(start, features.subset(rows))
+                                                        for rows in (inside, outside))
+        tuned = score_embeddings(embed_pixels(tower, pixels, inside, settings.image_size), inside_captions,
+                                 embed_pixels(tower, pixels, outside, settings.image_size), outside_captions, config)
         results[fold] = {"fold": fold, "pairs": len(outside), "shipped": shipped, "fine_tuned": tuned,
                          "curve": curve, "heads_seconds": round(heads_seconds, 1),
                          "fine_tune_seconds": round(sum(point["seconds"] for point in curve[-1:]), 1)}

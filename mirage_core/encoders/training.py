@@ -358,11 +358,14 @@ def cross_validate(train: FeatureCache, train_records: Sequence[Record], config:
 def _heldout_metrics(
     heads: LiteHeads, train: FeatureCache, heldout: FeatureCache, config: dict | None = None
 ) -> dict:
-    """Held-out recall as the shipped encoder and index compute it: the training set as the bank for the
-    cross-modal bridge and the hubness correction."""
-    bank_images, bank_captions = embed_cached(heads, train)
-    images, captions = embed_cached(heads, heldout)
-    if config and "bridge" in config:
+    """Held-out recall of cached features, with the training set as the bank (see `score_embeddings`)."""
+    return score_embeddings(*embed_cached(heads, train), *embed_cached(heads, heldout), config or {})
+
+
+def score_embeddings(bank_images, bank_captions, images, captions, config: dict) -> dict:
+    """Recall as the shipped encoder and index compute it: the cross-modal bridge through the bank (when the config
+    has one) and the hubness corrections against it."""
+    if "bridge" in config:
         bank = {"images": bank_images, "captions": bank_captions}
         images = bridge(images, bank, "image", **config["bridge"])
         captions = bridge(captions, bank, "text", **config["bridge"])

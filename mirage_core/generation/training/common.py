@@ -73,6 +73,16 @@ class Checkpoint:
     def load(self) -> dict | None:
         return torch.load(self.path, weights_only=False) if self.path.exists() else None
 
+    def resume(self, model: torch.nn.Module, optimiser: torch.optim.Optimizer, step: int) -> tuple[dict | None, int]:
+        """Load the work checkpoint, if any, into `model` and `optimiser`: (its state, the step to go on from —
+        `step` without one)."""
+        state = self.load()
+        if state:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            step = state["step"]
+        return state, step
+
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as temporary:

@@ -64,12 +64,7 @@ def train_unet(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: i
         fresh = transplant(unet, new_unet(load_config(unet_from), unet_from))
         log(f"unet starts from {unet_from} except {len(fresh)} tensors: {', '.join(fresh[:6])}")
     optimiser = torch.optim.AdamW(unet.parameters(), lr=settings["unet_lr"], weight_decay=0.01)
-    state = checkpoint.load()
-    step = done if committed else 0
-    if state:
-        unet.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step = state["step"]
+    state, step = checkpoint.resume(unet, optimiser, done if committed else 0)
     unet.to(device).train()
     ema = _moving_average(unet, state, step, settings["ema_decay"])
 

@@ -43,12 +43,7 @@ def train_vae(data: dict, config: dict, out_dir: Path, work_dir: Path, steps: in
     committed = out_dir if (out_dir / "vae").exists() else None
     vae = new_vae(config, committed)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=settings["vae_lr"])
-    state = checkpoint.load()
-    step = done if committed else 0
-    if state:
-        vae.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step = state["step"]
+    state, step = checkpoint.resume(vae, optimiser, done if committed else 0)
     vae.to(device).train()
     perceptual_weight = settings.get("vae_perceptual_weight", 0.0)
     perceptual = PerceptualDistance().to(device) if perceptual_weight else None
