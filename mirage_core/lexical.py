@@ -60,6 +60,20 @@ class LexicalIndex:
             scores = np.where(allowed, scores, -np.inf).astype(np.float32)
         return scores
 
+    def coverage(self, stems: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        """For each of `rows`, the share of the stems' weight (idf, log(N / df)) that its document holds: 1 where
+        a caption names every stem of the query, more for the rare ones. Read from the BM25 matrix's columns."""
+        rows = np.asarray(rows, dtype=np.int64)
+        held = np.zeros(len(rows), dtype=np.float64)
+        weights = [np.log(self.size / self.document_frequency[s]) for s in stems if self.document_frequency.get(s)]
+        if not weights or self.bm25 is None or sum(weights) <= 0:
+            return held
+        indptr, documents = self.bm25.scores["indptr"], self.bm25.scores["indices"]
+        for stem, weight in zip((s for s in stems if self.document_frequency.get(s)), weights):
+            column = self.vocabulary[stem]
+            held += weight * np.isin(rows, documents[indptr[column]:indptr[column + 1]])
+        return held / sum(weights)
+
     def frequency(self, stem: str) -> int:
         """In how many rows the stem occurs."""
         return self.document_frequency.get(stem, 0)

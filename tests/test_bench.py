@@ -112,3 +112,31 @@ def test_bench_class_loses_no_answer_while_the_dashboard_refreshes(lite_encoder,
     assert result.errors == 0 and result.lost == 0 and result.acknowledged == 5 * result.answers_each
     assert result.dashboard_refreshes >= 1 and result.dashboard_p95_ms >= result.dashboard_p50_ms > 0
     assert "lost" in result.describe()
+
+
+def test_bench_findings_reports_every_path_and_tunes_the_combiner(lite_encoder):
+    from mirage_core.bench.findings import PATHS, bench_findings
+    from mirage_core.corpus import Record
+    from mirage_core.index import Index
+
+    cases = [("Axial CT shows a simple renal cyst", "CT"), ("Contrast CT: large cyst of the left kidney", "CT"),
+             ("Chest radiograph with a right pneumothorax", "X-Ray"), ("Tension pneumothorax on chest film", "X-Ray"),
+             ("CT of the abdomen with liver metastases", "CT"), ("Multiple hepatic metastases on CT", "CT"),
+             ("Femur fracture on plain film", "X-Ray"), ("Displaced fracture of the femoral shaft", "X-Ray"),
+             ("Normal chest radiograph", "X-Ray"), ("Unremarkable brain MRI", "MRI"), ("Normal abdominal CT", "CT")]
+    records = [Record(id=f"r{i}", image_path="", caption=f"{caption} (case {i})", modality=modality)
+               for i, (caption, modality) in enumerate(cases * 4)]
+    captions = lite_encoder.encode_text([r.caption for r in records])
+    rng = np.random.default_rng(0)
+    images = captions + 0.5 * rng.standard_normal(captions.shape).astype(np.float32)
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    sentences = lite_encoder.encode_sentences([r.caption for r in records])
+    index = Index(images.astype(np.float32), captions, records, {"corpus": "planted"}, sentences=sentences)
+    result = bench_findings(index, lite_encoder, [(index, lite_encoder)])
+    assert result.queries >= 2 and set(result.precision) == set(PATHS)  # "CT liver metastases", "CT kidney cyst"
+    assert all(0.0 <= figures["all"] <= 1.0 for figures in result.precision.values())
+    assert result.precision["fused"]["all"] >= 0.75  # the captions name every finding: fusion must find them
+    assert all(row["answers"] >= 3 and all(path in row for path in PATHS) for row in result.per_query)
+    tuning = result.tuning
+    assert tuning["queries"] >= 2 and 0.0 <= tuning["cv_precision"] <= 1.0
+    assert all(w >= 0 for w in tuning["chosen"]["weights"].values()) and "tuning:" in result.describe()

@@ -16,7 +16,7 @@ from mirage_core.glossary import expand, known_lay_words
 from mirage_core.index import FORMAT_VERSION, Index, IndexFormatError, load_index
 from mirage_core.lexical import LexicalIndex
 from mirage_core.relevance import assess, unknown_words
-from mirage_core.search import Fusion, channels_of, fuse, search_text, why
+from mirage_core.search import FEATURES, FUSION, Fusion, channels_of, features, fuse, search_text, why
 from mirage_core.startup import open_or_build_index
 from mirage_core.text import matching_words, stem, stems
 
@@ -74,7 +74,7 @@ def test_every_channel_ranks_and_the_fusion_explains_itself(index, lite_encoder)
         assert "match" in why(hit) and "found by" in why(hit)
         if "words" in hit.channels and hit.matched:
             assert caption_words  # a words hit names the matching words of its own caption
-    words_only = fuse(index, found, 8, Fusion(weights={"image": 0.0, "meaning": 0.0, "words": 1.0}, labels=0.0))
+    words_only = fuse(index, found, 8, Fusion(weights={"words": 1.0}))
     assert [h.row for h in words_only] == found.rankings["words"][:8].tolist()
 
 
@@ -92,7 +92,7 @@ def test_the_words_channel_lifts_a_case_the_joint_space_misses(index, lite_encod
 def test_a_named_modality_puts_its_cases_first(index, lite_encoder):
     labelled = [m for m in set(index.modalities) if m != "unknown"]
     modality = max(labelled, key=lambda m: (index.modalities == m).sum())
-    hits = search_text(index, lite_encoder, f"{modality} image", 6, fusion=Fusion(labels=4.0))
+    hits = search_text(index, lite_encoder, f"{modality} image", 6, fusion=Fusion(weights={**FUSION.weights, "labels": 4.0}))
     assert all(h.record.modality == modality for h in hits[:3])
 
 
@@ -166,3 +166,43 @@ def test_relevance_judges_the_joint_spaces_best_match_under_fusion(index, lite_e
         hits = search_text(index, lite_encoder, text, 5)
         dense = index.search(as_unit_vector(lite_encoder, text), 5)
         assert assess(index, hits, text).best == pytest.approx(assess(index, dense, text).best, abs=1e-5)
+
+
+def test_the_combiner_features_are_per_query_scores(index, lite_encoder):
+    found = channels_of(index, lite_encoder, "chest x-ray fracture")
+    rows, columns = features(index, found)
+    pooled = set().union(*(set(r.tolist()) for r in found.rankings.values()))
+    assert set(rows.tolist()) == pooled and columns.shape == (len(rows), len(FEATURES))
+    image, meaning, words, labels, coverage = columns.T
+    assert abs(image.mean()) < 1e-9 and abs(image.std() - 1) < 1e-6  # standardised over the candidates
+    assert abs(meaning.mean()) < 1e-9 and abs(meaning.std() - 1) < 1e-6
+    assert words.max() == 1.0 and words.min() >= 0.0 and set(labels) <= {0.0, 1.0, 2.0}
+    assert 0.0 <= coverage.min() and coverage.max() <= 1.0 + 1e-9
+    assert np.all((coverage > 0) == (words > 0))  # a row holds some query stem exactly when BM25 scores it
+
+
+def test_coverage_weights_rare_stems_and_reads_whole_captions():
+    from mirage_core.lexical import LexicalIndex
+
+    lexical = LexicalIndex(["tension pneumothorax on the left", "pneumothorax pneumothorax", "left lung left lung",
+                            "left hip", "left knee"])
+    stems = lexical.query_stems("left tension pneumothorax")
+    cover = lexical.coverage(stems, np.arange(5))
+    assert cover[0] == pytest.approx(1.0)  # names all three
+    assert cover[1] > cover[2] > 0  # "pneumothorax" (2 of 5 captions) weighs more than "left" (4 of 5)
+    assert cover[3] == cover[2] and lexical.coverage([], np.arange(5)).sum() == 0
+
+
+def test_the_fitted_combiner_finds_the_signal_and_never_weighs_against_a_row():
+    from mirage_core.bench.findings import fit_combiner
+
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(20):
+        x = rng.standard_normal((200, len(FEATURES)))
+        answers = (x[:, 2] + 0.3 * rng.standard_normal(200)) > 1.2  # only the words score tells answers apart
+        x[:, 0] -= 2.0 * answers  # a feature that points the wrong way must get 0, not a negative weight
+        examples.append((x, answers))
+    fitted = fit_combiner(examples)
+    assert fitted.weights["words"] > 1.0 and fitted.weights["image"] == 0.0
+    assert all(w >= 0 for w in fitted.weights.values()) and max(fitted.weights, key=fitted.weights.get) == "words"

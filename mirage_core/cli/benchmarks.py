@@ -72,7 +72,7 @@ def cmd_bench(args) -> int:
         elif args.what == "findings":
             from ..bench.findings import bench_findings
 
-            result = bench_findings(index, encoder, *((index, encoder) if args.tune else ()))
+            result = bench_findings(index, encoder, [(index, encoder)] if args.tune else None)
         elif args.what == "arithmetic":
             from ..bench.arithmetic import bench_arithmetic
 
