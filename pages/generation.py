@@ -51,7 +51,9 @@ for number, (synthetic, nearest) in enumerate(st.session_state.get("generated", 
     with st.container(border=True):
         left, right = st.columns([1, 3])
         with left:
-            st.image(synthetic.image, caption=f"Synthetic #{number} — AI-generated", width="stretch")
+            side = synthetic.native.width if synthetic.native else None  # the model's own pixels, no more
+            st.image(synthetic.image, width=side or "stretch", caption=f"Synthetic #{number} — AI-generated, drawn "
+                     f"at {synthetic.metadata['Native size'].replace('x', '×')} px and shown at that size")
             st.caption(f"{synthetic.metadata['Sampler']} · seed {synthetic.metadata['Seed']} · "
                        f"{synthetic.metadata['Seconds']}\u00a0s")  # a no-break space: the unit stays with its number
             st.download_button("Download PNG", synthetic.png_bytes(), f"mirage-synthetic-{number}.png",

@@ -207,6 +207,7 @@ def test_generation_page_draws_marked_images_beside_real_ones(app_env):
     assert not at.exception and not at.error
     generated = at.session_state["generated"]
     assert len(generated) == 2 and all(g.metadata["AI-generated"] == "true" for g, _ in generated)
+    assert all(g.metadata["Native size"] == f"{g.native.width}x{g.native.height}" for g, _ in generated)
     assert len(at.get("download_button")) == 2
     assert sum(c.value.startswith("**") for c in at.caption) == 6  # three real neighbours each, attributed
     neighbours = [hit for _, hits in generated for hit in hits]

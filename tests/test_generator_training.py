@@ -129,3 +129,59 @@ def test_the_unet_average_resumes_from_either_checkpoint_format():
     scheduler = new_scheduler(load_config())
     weights = min_snr_weights(scheduler, torch.tensor([0, 500, 999]), gamma=5.0)
     assert weights[0] < weights[1] <= 1.0 and weights[2] == 1.0  # easy, low-noise steps count less
+
+
+def test_a_grown_vae_starts_as_its_source_at_twice_the_size():
+    import torch
+    import torch.nn.functional as F
+
+    from mirage_core.generation.pipelines import LITE_WEIGHTS, new_vae
+    from mirage_core.generation.training.grow import grown_config, grown_vae
+
+    source_config = load_config(LITE_WEIGHTS)
+    source = new_vae(source_config, LITE_WEIGHTS).float().eval()
+    config = grown_config(source_config)
+    assert config["resolution"] == 2 * source_config["resolution"] and config["unet"] == source_config["unet"]
+    grown = grown_vae(config, source).eval()
+    torch.manual_seed(0)
+    smooth = F.interpolate(torch.rand(2, 1, 16, 16) * 2 - 1, size=128, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        wanted = source.encode(F.avg_pool2d(smooth, 2)).latent_dist.mean
+        drift = (grown.encode(smooth).latent_dist.mean - wanted).pow(2).mean() / wanted.var()
+        latents = torch.randn(2, source_config["vae"]["latent_channels"], 16, 16)
+        drawn, small = grown.decode(latents).sample, source.decode(latents).sample
+    assert drawn.shape[-1] == 128 and latents.shape[-1] == 16  # the same 16×16 latents, one stage deeper
+    assert drift < 0.05  # the same latent space from the first step: the UNet and LCM-LoRA stay valid
+    assert F.avg_pool2d(drawn, 2).sub(small).abs().mean() < 0.5 * small.abs().mean()
+
+
+def test_grow_trains_resumes_and_publishes_a_working_128px_generator(tmp_path, demo_corpus, lite_encoder,
+                                                                    monkeypatch):
+    from helpers import write_csv_slice
+
+    from mirage_core.bench.generate import bench_sizes
+    from mirage_core.config import load_settings
+    from mirage_core.generation.pipelines import LITE_WEIGHTS
+
+    corpus = Corpus("slice", demo_corpus.records[:24])
+    out, work = tmp_path / "grown", tmp_path / "work"
+    report = train_generator(corpus, lite_encoder, out, work, steps={"grow": 2}, grow_from=LITE_WEIGHTS)
+    assert report["grow_steps"] == 2 and report["grow_images"] > 10 and report["unet_steps"] > 0
+    assert load_config(out)["resolution"] == 128 and (out / LORA_WEIGHT_NAME).exists()
+    assert (work / "grow.pt").exists()
+    assert train_generator(corpus, lite_encoder, out, work, steps={"grow": 3}, grow_from=LITE_WEIGHTS)[
+        "grow_steps"] == 3  # resumed from its checkpoint
+    synthetic = LiteGenerator(lite_encoder, out).generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0))[0]
+    assert synthetic.native.size == (128, 128) and synthetic.metadata["Native size"] == "128x128"
+    with pytest.raises(MirageError, match="another folder"):
+        train_generator(corpus, lite_encoder, LITE_WEIGHTS, work, steps={"grow": 4}, grow_from=LITE_WEIGHTS)
+
+    # `mirage bench generate --compare`: both models side by side, on a corpus small enough for a test
+    monkeypatch.setenv("MIRAGE_CORPUS", str(write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:60])))
+    monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
+    result = bench_sizes(lite_encoder, load_settings(), [LITE_WEIGHTS, out], fidelity=3, repeats=1,
+                         grid_path=tmp_path / "grid.png")
+    assert [m["resolution"] for m in result.models.values()] == [64, 128] and result.fidelity_n == 3
+    assert all(m["lcm4_s_per_image"] > 0 and 0 <= m["pixel classifier"] <= 1 for m in result.models.values())
+    assert result.ceilings["real image at 128 px"]["detail vs real 128 px"] == 1.0
+    assert (tmp_path / "grid.png").exists() and "native size" in result.grid_columns

@@ -233,3 +233,98 @@ def _bench_sd15(measured_steps: int = 2) -> dict:
             "lcm_4_s_per_image": round(lcm, 1), "ddim_25_s_per_image": round(25 * guided + decode, 1),
             "ddim_50_s_per_image": round(50 * guided + decode, 1),
             "speedup_vs_25": round((25 * guided + decode) / lcm, 1), "measured_steps": measured_steps}
+
+
+@dataclasses.dataclass
+class SizesResult(BenchResult):
+    """Lite generators of different sizes side by side (`mirage bench generate --compare DIR`)."""
+
+    models: dict  # name → folder, resolution, LCM-4 seconds per image, fidelity per yardstick, detail
+    fidelity_n: int
+    ceilings: dict  # the yardsticks on the real held-out images at each size
+    grid: str = ""
+    grid_columns: str = ""
+
+
+def _detail(pixels: np.ndarray) -> float:
+    """Mean absolute Laplacian of 128 px grayscale images (uint8 [N, 128, 128]): how much fine structure."""
+    x = pixels.astype(np.float32)
+    laplacian = 4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]
+    return float(np.abs(laplacian).mean())
+
+
+def bench_sizes(encoder, settings, folders, fidelity: int = 100, repeats: int = 5, grid_path=None) -> SizesResult:
+    """Each lite generator in `folders`, interleaved: LCM-4 seconds per image (A B A B …, medians); modality
+    fidelity on the first `fidelity` held-out captions with a known modality, by the independent pixel classifier
+    (every image judged at 64 px: what it shows, not its detail) and by the encoder's 10 nearest full-size corpus
+    images (the image at its own size, its own article left out); and detail, the mean absolute Laplacian at
+    128 px (a smaller model's images enlarged bicubically) as a share of the real images'. A sample grid."""
+    from PIL import Image
+
+    from ..generation import GenerationRequest, LiteGenerator
+    from ..generation.pipelines import load_config
+    from ..generation.training import square_grayscale
+    from ..generation.training.grow import paired_pixels
+    from ..images import open_image
+    from ..splits import split_records
+    from ..startup import open_or_build_index
+
+    generators = {}
+    for folder in folders:
+        name = f"{load_config(folder)['resolution']} px ({Path(folder).name})"
+        generators[name] = LiteGenerator(encoder, folder)
+
+    def lcm4(generator):
+        return lambda i: generator.generate(GenerationRequest("chest x-ray", n=4, steps=4, guidance=1.0,
+                                                              sampler="lcm", seed=i * 4))
+
+    timings = interleaved({name: lcm4(g) for name, g in generators.items()}, repeats, warm=1)
+    index = open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus,
+                                backend=settings.index)
+    train, heldout = split_records(index.records)
+    modality_of = {r.id: r.modality for r in train}
+    small, _ = paired_pixels(train, 64, 128, settings.generator_work_dir(), lambda message: None)
+    classifier = PixelModalityClassifier(small["pixels"], [modality_of[i] for i in small["ids"]])
+    corpus = ModalityYardstick(index.images, [r.modality for r in index.records])
+    cases = [r for r in heldout if r.modality != "unknown"][:fidelity]
+    kinds = [*generators, "real image at 64 px", "real image at 128 px"]
+    pixel_hits, encoder_hits = dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0)
+    detail = {kind: [] for kind in kinds}
+    rows = []
+    for i, record in enumerate(cases):
+        images = {name: g.generate(GenerationRequest(record.caption[:300], n=1, steps=4, guidance=1.0,
+                                                     sampler="lcm", seed=i))[0].native
+                  for name, g in generators.items()}  # unmarked: the red band would sway the yardsticks
+        images["real image at 64 px"] = Image.fromarray(square_grayscale(record.image_path, 64))
+        images["real image at 128 px"] = Image.fromarray(square_grayscale(record.image_path, 128))
+        rows.append((record, {name: images[name] for name in generators}))
+        own_article = np.array([other.pmc_id == record.pmc_id for other in index.records])
+        judged = np.stack([np.asarray(image.convert("L").resize((64, 64), Image.Resampling.BICUBIC))
+                           for image in images.values()])
+        vectors = encoder.encode_image(list(images.values()))
+        for kind, label, vector, image in zip(images, classifier(judged), vectors, images.values(), strict=True):
+            pixel_hits[kind] += label == record.modality
+            encoder_hits[kind] += corpus(vector, own_article) == record.modality
+            detail[kind].append(np.asarray(image.convert("L").resize((128, 128), Image.Resampling.BICUBIC)))
+    real_detail = _detail(np.stack(detail["real image at 128 px"])) if cases else 1.0
+    count = max(len(cases), 1)
+    figures = {kind: {"pixel classifier": round(pixel_hits[kind] / count, 3),
+                      "encoder, full-size corpus": round(encoder_hits[kind] / count, 3),
+                      "detail vs real 128 px": round(_detail(np.stack(detail[kind])) / real_detail, 3) if cases else None}
+               for kind in kinds}
+    models = {name: {"folder": str(folder), "resolution": g.config["resolution"],
+                     "lcm4_s_per_image": round(float(np.median(timings[name])) / 1000 / 4, 3), **figures[name]}
+              for (name, g), folder in zip(generators.items(), folders)}
+    side = 128
+    grid = Image.new("RGB", (side * (1 + len(generators)), side * min(len(rows), 8)), "white")
+    for r, (record, drawn) in enumerate(rows[:8]):
+        grid.paste(open_image(record.image_path).convert("RGB").resize((side, side)), (0, r * side))
+        for c, image in enumerate(drawn.values(), 1):  # each at its native size, top left of its cell
+            grid.paste(image.convert("RGB"), (c * side, r * side))
+    grid_path = Path(grid_path) if grid_path else Path(settings.home) / "bench" / "generation-sizes.png"
+    grid_path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(grid_path)
+    return SizesResult(models=models, fidelity_n=len(cases),
+                       ceilings={kind: figures[kind] for kind in kinds if kind not in generators},
+                       grid=str(grid_path), grid_columns="held-out real image (128 px) | " + " | ".join(
+                           f"{name}, LCM 4 steps, native size" for name in generators))

@@ -25,6 +25,9 @@ def register(commands) -> dict:
     bench.add_argument("--students", type=int, default=30, help="class: students of one class answering at once")
     bench.add_argument("--bundle", metavar="PATH_OR_URL", help="tour: start from this corpus bundle")
     bench.add_argument("--no-llm", action="store_true", help="report: skip the language model")
+    bench.add_argument("--compare", action="append", metavar="DIR",
+                       help="generate: the shipped lite generator side by side with the one in DIR (e.g. grown to "
+                            "128 px by `train-generator --grow-from`); --n held-out captions for fidelity")
     bench.add_argument("--tune", action="store_true",
                        help="findings: also choose the fusion's settings on the tuning queries (grid, cross-validated)")
     bench.add_argument("--weights-dir", metavar="DIR",
@@ -91,6 +94,12 @@ def cmd_bench(args) -> int:
             from ..bench.report import bench_report
 
             result = bench_report(index, encoder, settings, n=args.n or 50, with_llm=not args.no_llm)
+        elif args.what == "generate" and args.compare:
+            from ..bench.generate import bench_sizes
+            from ..generation.pipelines import LITE_WEIGHTS
+
+            result = bench_sizes(encoder, settings, [Path(LITE_WEIGHTS), *map(Path, args.compare)],
+                                 fidelity=args.n or 100, repeats=min(args.repeats, 5))
         elif args.what == "generate":
             from ..bench.generate import bench_generate
 

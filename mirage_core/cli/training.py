@@ -46,6 +46,10 @@ def register(commands) -> dict:
     train_generator.add_argument("--unet-from", metavar="DIR",
                                  help="start a new UNet from another lite generator's UNet, every tensor whose "
                                       "shape still fits (e.g. after a VAE change)")
+    train_generator.add_argument("--grow-from", metavar="DIR",
+                                 help="instead of the stages: a generator at twice DIR's resolution, keeping its "
+                                      "latent space (a VAE one stage deeper; DIR's UNet and LCM-LoRA copied as they "
+                                      "are); --steps grow=N")
     train_generator.add_argument("--device", help="cpu (default) or cuda")
     train_generator.add_argument("--json", action="store_true")
 
@@ -98,13 +102,13 @@ def _backbone_cv(args, settings, cache_dir: Path, log) -> int:
 
 def cmd_train_generator(args) -> int:
     from ..encoders import create_encoder
-    from ..generation.training import STAGES, train_generator
+    from ..generation.training import GROW, STAGES, train_generator
 
     steps = {}
     for item in args.steps:
         stage, _, value = item.partition("=")
-        if stage not in STAGES or not value.isdigit():
-            raise UsageError(f"--steps takes STAGE=N with STAGE one of {', '.join(STAGES)}, not '{item}'")
+        if stage not in (*STAGES, GROW) or not value.isdigit():
+            raise UsageError(f"--steps takes STAGE=N with STAGE one of {', '.join((*STAGES, GROW))}, not '{item}'")
         steps[stage] = int(value)
     settings = settings_from(args)
     encoder = create_encoder(settings.encoder, settings.device)
@@ -113,6 +117,7 @@ def cmd_train_generator(args) -> int:
         Path(args.work) if args.work else settings.generator_work_dir(), args.stage or STAGES, steps,
         settings.device, log=lambda line: print(line, file=sys.stderr, flush=True),
         unet_from=Path(args.unet_from) if args.unet_from else None,
+        grow_from=Path(args.grow_from) if args.grow_from else None,
     )
     print(json.dumps(report, indent=2) if args.json else f"trained: {json.dumps(report)}")
     return 0

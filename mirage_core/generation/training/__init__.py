@@ -18,6 +18,9 @@ are any (the committed checkpoint, with its step count from `training.json`; the
 else from scratch; the LCM-LoRA is distilled afresh from the current UNet, and a UNet that trains further
 drops the LoRA distilled from its earlier self; more VAE training under a trained UNet is refused (it would
 move the UNet's latent space). Only the training split of `mirage_core.splits` is used.
+
+`grow` (with `grow_from`, on its own) makes a generator at twice a trained one's resolution: a VAE one stage
+deeper that keeps the source's latent space, beside the source's UNet and LCM-LoRA (`grow.py`).
 """
 
 from __future__ import annotations
@@ -38,16 +41,21 @@ from .unet import train_unet
 from .vae import PerceptualDistance, refuse_to_strand_the_unet, train_vae
 
 STAGES = ("vae", "unet", "lcm")
-__all__ = ["STAGES", "PerceptualDistance", "prepare_data", "square_grayscale", "train_generator"]
+GROW = "grow"
+__all__ = ["GROW", "STAGES", "PerceptualDistance", "prepare_data", "square_grayscale", "train_generator"]
 
 
 def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequence[str] = STAGES,
                     steps: dict[str, int] | None = None, device: str = "cpu", log: Log | None = None,
-                    config: dict | None = None, unet_from: Path | None = None) -> dict:
-    """Run the requested stages in order; returns a report (also written to `training.json`)."""
+                    config: dict | None = None, unet_from: Path | None = None, grow_from: Path | None = None) -> dict:
+    """Run the requested stages in order (or, with `grow_from`, grow that generator to twice its resolution);
+    returns a report (also written to `training.json`)."""
     from ...splits import split_records
 
     log = log or (lambda message: None)
+    if grow_from is not None:
+        return _grow(corpus, Path(grow_from), Path(out_dir), Path(work_dir), (steps or {}).get(GROW) or 1000,
+                     torch.device(device), log)
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise MirageError(f"unknown stage(s) {sorted(unknown)}: choose from {', '.join(STAGES)}")
@@ -92,4 +100,20 @@ def train_generator(corpus, encoder, out_dir: Path, work_dir: Path, stages: Sequ
                 result = distill_lcm(data, config, out_dir, work_dir, total, torch_device, log, done=done,
                                      progress=record)
             record({**result, f"{stage}_finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return report
+
+
+def _grow(corpus, source_dir: Path, out_dir: Path, work_dir: Path, steps: int, device: torch.device, log: Log) -> dict:
+    from ...splits import split_records
+    from .grow import grow_generator, paired_pixels
+
+    source = load_config(source_dir)
+    train_records, _ = split_records(corpus.records)
+    small, large = paired_pixels(train_records, source["resolution"], 2 * source["resolution"], work_dir, log)
+    report_path = source_dir / "training.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    result = grow_generator(source_dir, small, large, out_dir, work_dir, steps, device, log)
+    report.update({**result, "grow_images": int(len(large["ids"])),
+                   "grow_finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    write_json(out_dir / "training.json", report)
     return report
