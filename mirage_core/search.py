@@ -39,8 +39,6 @@ from .query import as_unit_vector, check_query_text
 from .text import matching_words
 
 CHANNELS = ("image", "meaning", "words")
-
-
 FEATURES = ("image", "meaning", "words", "labels", "coverage")
 
 

@@ -37,7 +37,7 @@ class GenerationRequest:
     guidance: float = 1.0
     seed: int = 0
     sampler: str = "lcm"
-    size: int | None = None  # sd only; the lite model is 64 px
+    size: int | None = None  # sd only; a lite model draws at its config's resolution
     label: str = ""  # how the condition is described in metadata (e.g. the dual-search expression)
 
     def check(self) -> None:

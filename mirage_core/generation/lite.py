@@ -1,5 +1,6 @@
-"""The `lite` profile: the project's grayscale 64 px latent-diffusion model, conditioned on MIRAGE's joint
-embedding (a text, an image or a dual-search vector), with its LCM-LoRA fused into a second UNet."""
+"""The `lite` profile: the project's grayscale latent-diffusion model (64 or 128 px, as its config says),
+conditioned on MIRAGE's joint embedding (a text, an image or a dual-search vector), with its LCM-LoRA fused into
+a second UNet."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .pipelines import LITE_WEIGHTS, LORA_WEIGHT_NAME, condition_tokens, lite_pi
 
 
 class LiteGenerator(ImageGenerator):
-    """The project's grayscale 64 px model, conditioned on the MIRAGE encoder's joint embedding."""
+    """The project's grayscale model (at its config's resolution), conditioned on the encoder's joint embedding."""
 
     profile = "lite"
 
