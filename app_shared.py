@@ -19,7 +19,7 @@ from mirage_core.corpus import Record
 from mirage_core.display import highlighted, inert, link
 from mirage_core.encoders import Encoder, create_encoder
 from mirage_core.errors import MirageError
-from mirage_core.generation import ImageGenerator, create_generator
+from mirage_core.generation import ImageGenerator, create_generator, sizes_of
 from mirage_core.images import open_image, square
 from mirage_core.index import Hit, Index, index_exists, index_stamp
 from mirage_core.llm import ChatEndpoint, LanguageModel, llm_for
@@ -167,6 +167,11 @@ def _generator(profile: str, encoder_name: str, device: str) -> ImageGenerator:
 def get_generator() -> ImageGenerator:
     settings = load_settings()
     return _generator(settings.generator, settings.encoder, settings.device)
+
+
+def generator_sizes() -> list[int | None]:
+    """The sizes the configured generator draws at, without loading it."""
+    return sizes_of(load_settings().generator)
 
 
 @st.cache_resource

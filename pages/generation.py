@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from app_shared import SCORE_NOTE, UPLOAD_TYPES, dual_search_vector, frame, get_generator, read_upload, show_hits
+from app_shared import (SCORE_NOTE, UPLOAD_TYPES, dual_search_vector, frame, generator_sizes, get_generator,
+                        read_upload, show_hits)
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.generation import GenerationRequest
@@ -30,15 +31,18 @@ with st.form("generate"):
     sampler = middle.radio("Sampler", ["lcm", "ddim"], horizontal=True,
                            format_func={"lcm": "LCM (fast)", "ddim": "DDIM (undistilled)"}.get)
     steps = right.slider("Steps", 1, 50, 4, help="LCM: 4–8 steps; DDIM: 25–50")
-    left, right = st.columns(2)
+    left, middle, right = st.columns(3)
     guidance = left.slider("Guidance", 0.0, 8.0, 1.0, 0.5, help="LCM: 1–2; DDIM: about 3")
-    seed = right.number_input("Seed", 0, 2**31 - 1, 0)
+    seed = middle.number_input("Seed", 0, 2**31 - 1, 0)
+    sizes = generator_sizes()  # a grown model also draws its latents at its source's size
+    size = right.radio("Size (px)", sizes, index=len(sizes) - 1, horizontal=True,
+                       help="The same latents drawn by a larger or a smaller decoder") if len(sizes) > 1 else None
     submitted = st.form_submit_button("Generate", type="primary")
 
 if submitted and condition is not None:
     try:
         request = GenerationRequest(condition, n=count, steps=steps, guidance=guidance, seed=int(seed),
-                                    sampler=sampler, label=label)
+                                    sampler=sampler, label=label, size=size)
         with st.spinner("Sampling…"):
             images = get_generator().generate(request)
             # the nearest real cases are found once, here, not on every rerun of the page

@@ -10,8 +10,8 @@ import pytest
 from safetensors.torch import load_file
 
 from mirage_core.corpus import Corpus
-from mirage_core.errors import MirageError
-from mirage_core.generation import GenerationRequest, LiteGenerator
+from mirage_core.errors import MirageError, QueryError
+from mirage_core.generation import GenerationRequest, LiteGenerator, sizes_of
 from mirage_core.generation.pipelines import LORA_WEIGHT_NAME, lite_pipeline, load_config
 from mirage_core.generation.training import train_generator
 
@@ -171,17 +171,23 @@ def test_grow_trains_resumes_and_publishes_a_working_128px_generator(tmp_path, d
     assert (work / "grow.pt").exists()
     assert train_generator(corpus, lite_encoder, out, work, steps={"grow": 3}, grow_from=LITE_WEIGHTS)[
         "grow_steps"] == 3  # resumed from its checkpoint
-    synthetic = LiteGenerator(lite_encoder, out).generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0))[0]
+    grown = LiteGenerator(lite_encoder, out)
+    assert grown.sizes == [64, 128] == sizes_of(f"lite:{out}")  # its own size, and its source's decoder
+    assert sizes_of("lite") == [64] and sizes_of("sd") == [None]
+    synthetic = grown.generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0))[0]
     assert synthetic.native.size == (128, 128) and synthetic.metadata["Native size"] == "128x128"
+    small = grown.generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0, size=64))[0]
+    assert small.native.size == (64, 64)
+    with pytest.raises(QueryError, match="64 or 128 px"):
+        grown.generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0, size=256))
     with pytest.raises(MirageError, match="another folder"):
         train_generator(corpus, lite_encoder, LITE_WEIGHTS, work, steps={"grow": 4}, grow_from=LITE_WEIGHTS)
 
     # `mirage bench generate --compare`: both models side by side, on a corpus small enough for a test
     monkeypatch.setenv("MIRAGE_CORPUS", str(write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:60])))
     monkeypatch.setenv("MIRAGE_HOME", str(tmp_path / "home"))
-    result = bench_sizes(lite_encoder, load_settings(), [LITE_WEIGHTS, out], fidelity=3, repeats=1,
-                         grid_path=tmp_path / "grid.png")
-    assert [m["resolution"] for m in result.models.values()] == [64, 128] and result.fidelity_n == 3
+    result = bench_sizes(lite_encoder, load_settings(), out, fidelity=3, repeats=1, grid_path=tmp_path / "grid.png")
+    assert list(result.models) == ["64 px", "128 px"] and result.fidelity_n == 3
     assert all(m["lcm4_s_per_image"] > 0 and 0 <= m["pixel classifier"] <= 1 for m in result.models.values())
     assert result.ceilings["real image at 128 px"]["detail vs real 128 px"] == 1.0
     assert (tmp_path / "grid.png").exists() and "native size" in result.grid_columns

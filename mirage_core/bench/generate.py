@@ -237,9 +237,10 @@ def _bench_sd15(measured_steps: int = 2) -> dict:
 
 @dataclasses.dataclass
 class SizesResult(BenchResult):
-    """Lite generators of different sizes side by side (`mirage bench generate --compare DIR`)."""
+    """One lite generator's sizes side by side (`mirage bench generate --sizes`)."""
 
-    models: dict  # name → folder, resolution, LCM-4 seconds per image, fidelity per yardstick, detail
+    folder: str
+    models: dict  # "<side> px" → LCM-4 seconds per image, fidelity per yardstick, detail
     fidelity_n: int
     ceilings: dict  # the yardsticks on the real held-out images at each size
     grid: str = ""
@@ -253,32 +254,32 @@ def _detail(pixels: np.ndarray) -> float:
     return float(np.abs(laplacian).mean())
 
 
-def bench_sizes(encoder, settings, folders, fidelity: int = 100, repeats: int = 5, grid_path=None) -> SizesResult:
-    """Each lite generator in `folders`, interleaved: LCM-4 seconds per image (A B A B …, medians); modality
-    fidelity on the first `fidelity` held-out captions with a known modality, by the independent pixel classifier
-    (every image judged at 64 px: what it shows, not its detail) and by the encoder's 10 nearest full-size corpus
-    images (the image at its own size, its own article left out); and detail, the mean absolute Laplacian at
-    128 px (a smaller model's images enlarged bicubically) as a share of the real images'. A sample grid."""
+def bench_sizes(encoder, settings, folder=None, fidelity: int = 100, repeats: int = 5, grid_path=None) -> SizesResult:
+    """A lite generator at each size it draws (a grown one: its own and its source's, from the same latents),
+    interleaved: LCM-4 seconds per image (A B A B …, medians); modality fidelity on the first `fidelity` held-out
+    captions with a known modality, by the independent pixel classifier (every image judged at 64 px: what it
+    shows, not its detail) and by the encoder's 10 nearest full-size corpus images (the image at its own size, its
+    own article left out); and detail, the mean absolute Laplacian at 128 px (smaller images enlarged bicubically)
+    as a share of the real images'. A sample grid, each image at its native size."""
     from PIL import Image
 
     from ..generation import GenerationRequest, LiteGenerator
-    from ..generation.pipelines import load_config
+    from ..generation.pipelines import LITE_WEIGHTS
     from ..generation.training import square_grayscale
     from ..generation.training.grow import paired_pixels
     from ..images import open_image
     from ..splits import split_records
     from ..startup import open_or_build_index
 
-    generators = {}
-    for folder in folders:
-        name = f"{load_config(folder)['resolution']} px ({Path(folder).name})"
-        generators[name] = LiteGenerator(encoder, folder)
+    folder = Path(folder or LITE_WEIGHTS)
+    generator = LiteGenerator(encoder, folder)
+    sizes = {f"{side} px": side for side in generator.sizes}
 
-    def lcm4(generator):
+    def lcm4(side: int):
         return lambda i: generator.generate(GenerationRequest("chest x-ray", n=4, steps=4, guidance=1.0,
-                                                              sampler="lcm", seed=i * 4))
+                                                              sampler="lcm", seed=i * 4, size=side))
 
-    timings = interleaved({name: lcm4(g) for name, g in generators.items()}, repeats, warm=1)
+    timings = interleaved({name: lcm4(side) for name, side in sizes.items()}, repeats, warm=1)
     index = open_or_build_index(settings.index_dir(encoder.fingerprint), encoder, settings.load_corpus,
                                 backend=settings.index)
     train, heldout = split_records(index.records)
@@ -287,17 +288,17 @@ def bench_sizes(encoder, settings, folders, fidelity: int = 100, repeats: int = 
     classifier = PixelModalityClassifier(small["pixels"], [modality_of[i] for i in small["ids"]])
     corpus = ModalityYardstick(index.images, [r.modality for r in index.records])
     cases = [r for r in heldout if r.modality != "unknown"][:fidelity]
-    kinds = [*generators, "real image at 64 px", "real image at 128 px"]
+    kinds = [*sizes, "real image at 64 px", "real image at 128 px"]
     pixel_hits, encoder_hits = dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0)
     detail = {kind: [] for kind in kinds}
     rows = []
     for i, record in enumerate(cases):
-        images = {name: g.generate(GenerationRequest(record.caption[:300], n=1, steps=4, guidance=1.0,
-                                                     sampler="lcm", seed=i))[0].native
-                  for name, g in generators.items()}  # unmarked: the red band would sway the yardsticks
+        images = {name: generator.generate(GenerationRequest(record.caption[:300], n=1, steps=4, guidance=1.0,
+                                                             sampler="lcm", seed=i, size=side))[0].native
+                  for name, side in sizes.items()}  # unmarked: the red band would sway the yardsticks
         images["real image at 64 px"] = Image.fromarray(square_grayscale(record.image_path, 64))
         images["real image at 128 px"] = Image.fromarray(square_grayscale(record.image_path, 128))
-        rows.append((record, {name: images[name] for name in generators}))
+        rows.append((record, {name: images[name] for name in sizes}))
         own_article = np.array([other.pmc_id == record.pmc_id for other in index.records])
         judged = np.stack([np.asarray(image.convert("L").resize((64, 64), Image.Resampling.BICUBIC))
                            for image in images.values()])
@@ -312,11 +313,10 @@ def bench_sizes(encoder, settings, folders, fidelity: int = 100, repeats: int = 
                       "encoder, full-size corpus": round(encoder_hits[kind] / count, 3),
                       "detail vs real 128 px": round(_detail(np.stack(detail[kind])) / real_detail, 3) if cases else None}
                for kind in kinds}
-    models = {name: {"folder": str(folder), "resolution": g.config["resolution"],
-                     "lcm4_s_per_image": round(float(np.median(timings[name])) / 1000 / 4, 3), **figures[name]}
-              for (name, g), folder in zip(generators.items(), folders)}
+    models = {name: {"lcm4_s_per_image": round(float(np.median(timings[name])) / 1000 / 4, 3), **figures[name]}
+              for name in sizes}
     side = 128
-    grid = Image.new("RGB", (side * (1 + len(generators)), side * min(len(rows), 8)), "white")
+    grid = Image.new("RGB", (side * (1 + len(sizes)), side * min(len(rows), 8)), "white")
     for r, (record, drawn) in enumerate(rows[:8]):
         grid.paste(open_image(record.image_path).convert("RGB").resize((side, side)), (0, r * side))
         for c, image in enumerate(drawn.values(), 1):  # each at its native size, top left of its cell
@@ -324,7 +324,7 @@ def bench_sizes(encoder, settings, folders, fidelity: int = 100, repeats: int = 
     grid_path = Path(grid_path) if grid_path else Path(settings.home) / "bench" / "generation-sizes.png"
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(grid_path)
-    return SizesResult(models=models, fidelity_n=len(cases),
-                       ceilings={kind: figures[kind] for kind in kinds if kind not in generators},
-                       grid=str(grid_path), grid_columns="held-out real image (128 px) | " + " | ".join(
-                           f"{name}, LCM 4 steps, native size" for name in generators))
+    return SizesResult(folder=str(folder), models=models, fidelity_n=len(cases),
+                       ceilings={kind: figures[kind] for kind in kinds if kind not in sizes}, grid=str(grid_path),
+                       grid_columns="held-out real image (128 px) | " + " | ".join(
+                           f"{name}, LCM 4 steps, native size" for name in sizes))

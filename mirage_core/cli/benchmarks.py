@@ -25,9 +25,9 @@ def register(commands) -> dict:
     bench.add_argument("--students", type=int, default=30, help="class: students of one class answering at once")
     bench.add_argument("--bundle", metavar="PATH_OR_URL", help="tour: start from this corpus bundle")
     bench.add_argument("--no-llm", action="store_true", help="report: skip the language model")
-    bench.add_argument("--compare", action="append", metavar="DIR",
-                       help="generate: the shipped lite generator side by side with the one in DIR (e.g. grown to "
-                            "128 px by `train-generator --grow-from`); --n held-out captions for fidelity")
+    bench.add_argument("--sizes", action="store_true",
+                       help="generate: the lite generator (MIRAGE_GENERATOR) at each size it draws, side by side (a "
+                            "grown one: its own and its source's); --n held-out captions for fidelity")
     bench.add_argument("--tune", action="store_true",
                        help="findings: also choose the fusion's settings on the tuning queries (grid, cross-validated)")
     bench.add_argument("--weights-dir", metavar="DIR",
@@ -94,12 +94,14 @@ def cmd_bench(args) -> int:
             from ..bench.report import bench_report
 
             result = bench_report(index, encoder, settings, n=args.n or 50, with_llm=not args.no_llm)
-        elif args.what == "generate" and args.compare:
+        elif args.what == "generate" and args.sizes:
             from ..bench.generate import bench_sizes
-            from ..generation.pipelines import LITE_WEIGHTS
 
-            result = bench_sizes(encoder, settings, [Path(LITE_WEIGHTS), *map(Path, args.compare)],
-                                 fidelity=args.n or 100, repeats=min(args.repeats, 5))
+            kind, _, folder = settings.generator.partition(":")
+            if kind != "lite":
+                raise UsageError("--sizes measures a lite generator: MIRAGE_GENERATOR=lite or lite:FOLDER")
+            result = bench_sizes(encoder, settings, folder or None, fidelity=args.n or 100,
+                                 repeats=min(args.repeats, 5))
         elif args.what == "generate":
             from ..bench.generate import bench_generate
 

@@ -15,7 +15,7 @@ from PIL import Image
 from ..errors import MirageError, QueryError
 from ..query import as_unit_vector
 from .base import GenerationRequest, ImageGenerator, ddim_from, seeded_generators
-from .pipelines import LITE_WEIGHTS, LORA_WEIGHT_NAME, condition_tokens, lite_pipeline, new_unet
+from .pipelines import LITE_WEIGHTS, LORA_WEIGHT_NAME, condition_tokens, lite_pipeline, new_unet, source_vaes
 
 
 class LiteGenerator(ImageGenerator):
@@ -49,28 +49,37 @@ class LiteGenerator(ImageGenerator):
             self.unets["lcm"] = self.pipeline.unet
         for unet in self.unets.values():
             unet.to(device)
+        # a grown generator keeps its source's decoder: the same latents drawn at the source's size
+        self.vaes = {self.config["resolution"]: self.pipeline.vae, **source_vaes(self.folder)}
+        for vae in self.vaes.values():
+            vae.to(device)
         self.pipeline.to(device)
         self.device = device
         self.model_name = f"MIRAGE lite generator ({self.folder.name})"
         self.schedulers = {"lcm": self.pipeline.scheduler, "ddim": ddim_from(self.pipeline.scheduler)}
+
+    @property
+    def sizes(self) -> list[int]:
+        """The sides, in px, this model draws at (its own; a grown model's source size too)."""
+        return sorted(self.vaes)
 
     def condition_vector(self, condition: str | Image.Image | np.ndarray) -> np.ndarray:
         return as_unit_vector(self.encoder, condition, what="prompt")
 
     @torch.inference_mode()
     def _sample(self, request: GenerationRequest) -> list[Image.Image]:
-        if request.size not in (None, self.config["resolution"]):
-            raise QueryError(f"the lite model draws {self.config['resolution']} px images only")
+        side = request.size or self.config["resolution"]
+        if side not in self.vaes:
+            raise QueryError(f"the lite model draws {' or '.join(map(str, self.sizes))} px images, not {side} px")
         if request.sampler == "lcm" and not self.has_lcm:
             raise QueryError("this lite model has no LCM-LoRA yet: use sampler 'ddim' or train the 'lcm' stage")
         tokens = condition_tokens(self.condition_vector(request.condition)[None], self.config)
         # A pipeline object of this request's own around the shared parts: the cached one is never changed
         shared = self.schedulers[request.sampler]
         pipeline = type(self.pipeline)(**{**self.pipeline.components, "unet": self.unets[request.sampler],
-                                          "scheduler": type(shared).from_config(shared.config)},
+                                          "vae": self.vaes[side], "scheduler": type(shared).from_config(shared.config)},
                                         requires_safety_checker=False)
         pipeline.set_progress_bar_config(disable=True)
-        side = self.config["resolution"]
         images = []
         for generator in seeded_generators(request.seed, request.n):  # one seed per image: reproducible one by one
             images += pipeline(

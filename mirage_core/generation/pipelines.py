@@ -50,6 +50,17 @@ def new_vae(config: dict, folder: Path | None = None):
     return AutoencoderKL(**config["vae"])
 
 
+def source_vaes(folder: Path) -> dict:
+    """{side: VAE} of the decoders a grown generator keeps from its source (`vae-64/` beside `vae/`)."""
+    from diffusers import AutoencoderKL
+
+    found = {}
+    for path in sorted(Path(folder).glob("vae-*")):
+        if path.is_dir() and path.name[4:].isdigit():
+            found[int(path.name[4:])] = AutoencoderKL.from_pretrained(path, torch_dtype=torch.float32)
+    return found
+
+
 def new_unet(config: dict, folder: Path | None = None):
     from diffusers import UNet2DConditionModel
 

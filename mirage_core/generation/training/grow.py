@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ...errors import ImageError, MirageError
-from ...files import atomic_path
+from ...files import atomic_folder, atomic_path
 from ..pipelines import LORA_WEIGHT_NAME, load_config, new_vae, save_components
 from .common import CHECKPOINT_EVERY, Checkpoint, Log, autocast_for, square_grayscale, unit_range
 from .vae import PerceptualDistance
@@ -156,11 +156,15 @@ def grow_generator(source_dir: Path, small: dict, large: dict, out_dir: Path, wo
 
 
 def publish(source_dir: Path, out_dir: Path, config: dict, vae) -> None:
-    """The grown VAE beside copies of the source's UNet and LCM-LoRA (same latent space, so both stay valid)."""
+    """The grown VAE beside copies of the source's UNet and LCM-LoRA (same latent space, so both stay valid) and
+    of its VAE as `vae-<side>` (the same latents drawn at the source's size: students can compare)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for part in ("unet", LORA_WEIGHT_NAME, "training.json"):
-        if (source_dir / part).is_dir():
-            shutil.copytree(source_dir / part, out_dir / part, dirs_exist_ok=True)
-        elif (source_dir / part).exists():
-            shutil.copy2(source_dir / part, out_dir / part)
+    copies = {f"vae-{load_config(source_dir)['resolution']}": "vae", "unet": "unet"}
+    for name, part in copies.items():
+        with atomic_folder(out_dir / name) as staging:
+            shutil.copytree(source_dir / part, staging, dirs_exist_ok=True)
+    for name in (LORA_WEIGHT_NAME, "training.json"):
+        if (source_dir / name).exists():
+            with atomic_path(out_dir / name) as temporary:
+                shutil.copy2(source_dir / name, temporary)
     save_components(out_dir, config, vae=vae)
