@@ -164,7 +164,7 @@ def test_mark_is_visible_on_any_image():
     ({"condition": "x", "n": 500}, "between 1 and 8 images"),
     ({"condition": "x", "size": 4096}, "size must be"),
     ({"condition": "x", "sampler": "euler"}, "sampler must be"),
-    ({"condition": "x", "size": 512}, "draws 64 px images, not 512 px"),
+    ({"condition": "x", "size": 512}, "draws 64 or 128 px images, not 512 px"),
 ])
 def test_bad_requests_are_clear(lite, request_args, message):
     with pytest.raises(QueryError, match=message):

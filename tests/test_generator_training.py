@@ -131,15 +131,37 @@ def test_the_unet_average_resumes_from_either_checkpoint_format():
     assert weights[0] < weights[1] <= 1.0 and weights[2] == 1.0  # easy, low-noise steps count less
 
 
-def test_a_grown_vae_starts_as_its_source_at_twice_the_size():
+@pytest.fixture(scope="module")
+def source_64(tmp_path_factory):
+    """A 64 px lite generator: the shipped one, or, where the shipped one was grown from it, its source rebuilt
+    from the shipped parts (the source's VAE ships as `vae-64/`)."""
+    import shutil
+
+    from mirage_core.generation.pipelines import LITE_WEIGHTS
+
+    shipped = load_config(LITE_WEIGHTS)
+    if shipped["resolution"] == 64:
+        return LITE_WEIGHTS
+    folder = tmp_path_factory.mktemp("source-64")
+    shutil.copytree(LITE_WEIGHTS / "unet", folder / "unet")
+    shutil.copytree(LITE_WEIGHTS / "vae-64", folder / "vae")
+    shutil.copy2(LITE_WEIGHTS / LORA_WEIGHT_NAME, folder / LORA_WEIGHT_NAME)
+    shutil.copy2(LITE_WEIGHTS / "training.json", folder / "training.json")
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    config = {**shipped, "resolution": 64, "vae": {key: vae[key] for key in shipped["vae"]}}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_grown_vae_starts_as_its_source_at_twice_the_size(source_64):
     import torch
     import torch.nn.functional as F
 
-    from mirage_core.generation.pipelines import LITE_WEIGHTS, new_vae
+    from mirage_core.generation.pipelines import new_vae
     from mirage_core.generation.training.grow import grown_config, grown_vae
 
-    source_config = load_config(LITE_WEIGHTS)
-    source = new_vae(source_config, LITE_WEIGHTS).float().eval()
+    source_config = load_config(source_64)
+    source = new_vae(source_config, source_64).float().eval()
     config = grown_config(source_config)
     assert config["resolution"] == 2 * source_config["resolution"] and config["unet"] == source_config["unet"]
     grown = grown_vae(config, source).eval()
@@ -156,24 +178,23 @@ def test_a_grown_vae_starts_as_its_source_at_twice_the_size():
 
 
 def test_grow_trains_resumes_and_publishes_a_working_128px_generator(tmp_path, demo_corpus, lite_encoder,
-                                                                    monkeypatch):
+                                                                    monkeypatch, source_64):
     from helpers import write_csv_slice
 
     from mirage_core.bench.generate import bench_sizes
     from mirage_core.config import load_settings
-    from mirage_core.generation.pipelines import LITE_WEIGHTS
 
     corpus = Corpus("slice", demo_corpus.records[:24])
     out, work = tmp_path / "grown", tmp_path / "work"
-    report = train_generator(corpus, lite_encoder, out, work, steps={"grow": 2}, grow_from=LITE_WEIGHTS)
+    report = train_generator(corpus, lite_encoder, out, work, steps={"grow": 2}, grow_from=source_64)
     assert report["grow_steps"] == 2 and report["grow_images"] > 10 and report["unet_steps"] > 0
     assert load_config(out)["resolution"] == 128 and (out / LORA_WEIGHT_NAME).exists()
     assert (work / "grow.pt").exists()
-    assert train_generator(corpus, lite_encoder, out, work, steps={"grow": 3}, grow_from=LITE_WEIGHTS)[
+    assert train_generator(corpus, lite_encoder, out, work, steps={"grow": 3}, grow_from=source_64)[
         "grow_steps"] == 3  # resumed from its checkpoint
     grown = LiteGenerator(lite_encoder, out)
     assert grown.sizes == [64, 128] == sizes_of(f"lite:{out}")  # its own size, and its source's decoder
-    assert sizes_of("lite") == [64] and sizes_of("sd") == [None]
+    assert sizes_of(f"lite:{source_64}") == [64] and sizes_of("sd") == [None]
     synthetic = grown.generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0))[0]
     assert synthetic.native.size == (128, 128) and synthetic.metadata["Native size"] == "128x128"
     small = grown.generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0, size=64))[0]
@@ -181,7 +202,7 @@ def test_grow_trains_resumes_and_publishes_a_working_128px_generator(tmp_path, d
     with pytest.raises(QueryError, match="64 or 128 px"):
         grown.generate(GenerationRequest("chest x-ray", n=1, steps=4, seed=0, size=256))
     with pytest.raises(MirageError, match="another folder"):
-        train_generator(corpus, lite_encoder, LITE_WEIGHTS, work, steps={"grow": 4}, grow_from=LITE_WEIGHTS)
+        train_generator(corpus, lite_encoder, source_64, work, steps={"grow": 4}, grow_from=source_64)
 
     # `mirage bench generate --compare`: both models side by side, on a corpus small enough for a test
     monkeypatch.setenv("MIRAGE_CORPUS", str(write_csv_slice(tmp_path / "slice.csv", demo_corpus.records[:60])))
