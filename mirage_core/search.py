@@ -51,6 +51,10 @@ class Fusion:
     bias: float = -2.088
     pool: int = 100
 
+    def logits(self, columns: np.ndarray) -> np.ndarray:
+        """The combiner's log-odds for rows of `features` (columns in `FEATURES` order)."""
+        return self.bias + columns @ np.array([self.weights.get(name, 0.0) for name in FEATURES])
+
 
 # Fitted by `mirage bench findings --tune` on the tuning queries over the five folds of the training split (3,010
 # cases; each fold searched with heads trained on the other four): 104 (query, fold) pairs with at least 3 answers.
@@ -136,7 +140,7 @@ def fuse(index: Index, found: Channels, k: int, fusion: Fusion = FUSION) -> list
     rows, columns = features(index, found, fusion.pool)
     if not len(rows):
         return []
-    logits = fusion.bias + columns @ np.array([fusion.weights.get(name, 0.0) for name in FEATURES])
+    logits = fusion.logits(columns)
     order = np.lexsort((rows, -logits))[:k]
     rows, logits = rows[order], logits[order]
     explained = max(3 * k, 10)  # a channel "found" a row it ranked this high, not merely one it scored

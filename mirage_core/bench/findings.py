@@ -211,10 +211,7 @@ def fit_combiner(examples, strength: float = STRENGTH):
 
 
 def _ranked(rows, columns, fusion) -> np.ndarray:
-    from ..search import FEATURES
-
-    logits = columns @ np.array([fusion.weights.get(name, 0.0) for name in FEATURES]) + fusion.bias
-    return rows[np.lexsort((rows, -logits))]
+    return rows[np.lexsort((rows, -fusion.logits(columns)))]
 
 
 def tune(parts, folds: int = 4) -> dict:

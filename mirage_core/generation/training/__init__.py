@@ -113,7 +113,8 @@ def _grow(corpus, source_dir: Path, out_dir: Path, work_dir: Path, steps: int, d
     report_path = source_dir / "training.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     result = grow_generator(source_dir, small, large, out_dir, work_dir, steps, device, log)
-    report.update({**result, "grow_images": int(len(large["ids"])),
+    report.update({**{key: value for key, value in result.items() if value is not None},  # no step taken: kept
+                   "grow_images": int(len(large["ids"])),
                    "grow_finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     write_json(out_dir / "training.json", report)
     return report
