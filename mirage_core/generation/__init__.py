@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..errors import MirageError
 from .base import GenerationRequest, ImageGenerator, SyntheticImage, mark_synthetic
 from .lite import LiteGenerator
-from .pipelines import LITE_WEIGHTS, SD_DEFAULT, load_config
+from .pipelines import LITE_WEIGHTS, SD_DEFAULT, load_config, source_vae_folders
 from .sd import SDGenerator
 
 __all__ = ["GenerationRequest", "ImageGenerator", "LiteGenerator", "SDGenerator", "SyntheticImage",
@@ -45,5 +45,4 @@ def sizes_of(profile: str = "lite") -> list[int | None]:
         own = int(load_config(folder)["resolution"])
     except (MirageError, KeyError, TypeError, ValueError):
         return [None]
-    smaller = [int(p.name[4:]) for p in folder.glob("vae-*") if p.is_dir() and p.name[4:].isdigit()]
-    return sorted({own, *smaller})
+    return sorted({own, *source_vae_folders(folder)})

@@ -50,15 +50,18 @@ def new_vae(config: dict, folder: Path | None = None):
     return AutoencoderKL(**config["vae"])
 
 
+def source_vae_folders(folder: Path) -> dict[int, Path]:
+    """{side: folder} of the decoders a grown generator keeps from its source (`vae-64/` beside `vae/`)."""
+    return {int(path.name[4:]): path for path in sorted(Path(folder).glob("vae-*"))
+            if path.is_dir() and path.name[4:].isdigit()}
+
+
 def source_vaes(folder: Path) -> dict:
-    """{side: VAE} of the decoders a grown generator keeps from its source (`vae-64/` beside `vae/`)."""
+    """{side: VAE} loaded from `source_vae_folders`."""
     from diffusers import AutoencoderKL
 
-    found = {}
-    for path in sorted(Path(folder).glob("vae-*")):
-        if path.is_dir() and path.name[4:].isdigit():
-            found[int(path.name[4:])] = AutoencoderKL.from_pretrained(path, torch_dtype=torch.float32)
-    return found
+    return {side: AutoencoderKL.from_pretrained(path, torch_dtype=torch.float32)
+            for side, path in source_vae_folders(folder).items()}
 
 
 def new_unet(config: dict, folder: Path | None = None):
