@@ -16,7 +16,7 @@ from mirage_core.glossary import expand, known_lay_words
 from mirage_core.index import FORMAT_VERSION, Index, IndexFormatError, load_index
 from mirage_core.lexical import LexicalIndex
 from mirage_core.relevance import assess, unknown_words
-from mirage_core.search import FEATURES, FUSION, Fusion, channels_of, features, fuse, search_text, why
+from mirage_core.search import FEATURES, Fusion, channels_of, features, fuse, search_text, why
 from mirage_core.startup import open_or_build_index
 from mirage_core.text import matching_words, stem, stems
 
@@ -92,7 +92,7 @@ def test_the_words_channel_lifts_a_case_the_joint_space_misses(index, lite_encod
 def test_a_named_modality_puts_its_cases_first(index, lite_encoder):
     labelled = [m for m in set(index.modalities) if m != "unknown"]
     modality = max(labelled, key=lambda m: (index.modalities == m).sum())
-    hits = search_text(index, lite_encoder, f"{modality} image", 6, fusion=Fusion(weights={**FUSION.weights, "labels": 4.0}))
+    hits = search_text(index, lite_encoder, f"{modality} image", 6)  # the shipped combiner, its fitted weights
     assert all(h.record.modality == modality for h in hits[:3])
 
 
@@ -173,10 +173,13 @@ def test_the_combiner_features_are_per_query_scores(index, lite_encoder):
     rows, columns = features(index, found)
     pooled = set().union(*(set(r.tolist()) for r in found.rankings.values()))
     assert set(rows.tolist()) == pooled and columns.shape == (len(rows), len(FEATURES))
-    image, meaning, words, labels, coverage = columns.T
+    image, meaning, words, modality, region, coverage = columns.T
     assert abs(image.mean()) < 1e-9 and abs(image.std() - 1) < 1e-6  # standardised over the candidates
     assert abs(meaning.mean()) < 1e-9 and abs(meaning.std() - 1) < 1e-6
-    assert words.max() == 1.0 and words.min() >= 0.0 and set(labels) <= {0.0, 1.0, 2.0}
+    assert words.max() == 1.0 and words.min() >= 0.0 and set(modality) <= {0.0, 1.0} and set(region) <= {0.0, 1.0}
+    assert found.modalities == ("X-ray",) and found.region == "chest"  # what the query names
+    assert np.array_equal(modality, np.array([index.records[r].modality == "X-ray" for r in rows], dtype=float))
+    assert np.array_equal(region, np.array([index.records[r].region == "chest" for r in rows], dtype=float))
     assert 0.0 <= coverage.min() and coverage.max() <= 1.0 + 1e-9
     assert np.all((coverage > 0) == (words > 0))  # a row holds some query stem exactly when BM25 scores it
 
@@ -198,11 +201,19 @@ def test_the_fitted_combiner_finds_the_signal_and_never_weighs_against_a_row():
 
     rng = np.random.default_rng(0)
     examples = []
-    for _ in range(20):
+    for number in range(20):
         x = rng.standard_normal((200, len(FEATURES)))
-        answers = (x[:, 2] + 0.3 * rng.standard_normal(200)) > 1.2  # only the words score tells answers apart
+        answers = (x[:, 2] + 0.3 * rng.standard_normal(200)) > 1.2  # the words score tells answers apart
         x[:, 0] -= 2.0 * answers  # a feature that points the wrong way must get 0, not a negative weight
+        # a per-query feature: half the queries name a modality, and then their answers have it; pooled over all
+        # queries it says little, within a query it says much (what a listwise fit must see)
+        x[:, 3] = (answers | (rng.random(200) < 0.5)) if number % 2 else 0.0
         examples.append((x, answers))
+    examples.append((rng.standard_normal((50, len(FEATURES))), np.zeros(50, dtype=bool)))  # no answers: ignored
     fitted = fit_combiner(examples)
-    assert fitted.weights["words"] > 1.0 and fitted.weights["image"] == 0.0
-    assert all(w >= 0 for w in fitted.weights.values()) and max(fitted.weights, key=fitted.weights.get) == "words"
+    assert fitted.weights["words"] > 1.0 and fitted.weights["image"] == 0.0 and fitted.weights["modality"] > 0.5
+    noise = max(fitted.weights[name] for name in ("meaning", "region", "coverage"))  # random columns
+    assert all(w >= 0 for w in fitted.weights.values()) and fitted.weights["words"] > 5 * noise
+    x, answers = examples[1]  # the match is a calibrated probability: answers above even odds, the rest below
+    match = 1 / (1 + np.exp(-fitted.logits(x)))
+    assert match[answers].mean() > 0.5 > match[~answers].mean()
