@@ -10,7 +10,9 @@ Half the queries are in a student's own words ("blocked bowel"), half in radiolo
 the fusion's combiner (`tune`: fitted, and cross-validated over the tuning queries); `HELD_OUT_QUERIES` were written
 before anything was measured and report the figures. Honest figures need cases the encoder never trained on:
 with `weights_dir`, the benchmark trains (or reuses) lite heads on the corpus' training split and measures on its
-held-out split (`splits`), and tunes with heads trained on training folds 1–4 on training fold 0.
+held-out split (`splits`), and tunes on each of the training split's five folds with heads trained on the other
+four. The modality a query names is judged by the records' modality labels, the same labels the combiner's
+modality feature reads: what a student who asks for a CT is shown is what counts as a CT everywhere in MIRAGE.
 """
 
 from __future__ import annotations
