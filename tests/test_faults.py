@@ -336,6 +336,7 @@ def test_a_progress_database_down_at_start_keeps_the_quiz_for_the_session(tmp_pa
     at = _page("pages/quiz.py")
     assert any("this browser session only" in w.value for w in at.warning), [w.value for w in at.warning]
     assert re.search(r"127\.0\.0\.1.*refused", " ".join(w.value for w in at.warning)), "the warning says why"
+    assert "+psycopg" not in " ".join(w.value for w in at.warning)  # the database as a person writes it
 
 
 def test_a_progress_database_that_drops_mid_quiz_refuses_the_answer_on_the_page(

@@ -185,12 +185,12 @@ class ProgressStore:
             self.engine = _engine(url)
             self._migrate()
         except SQLAlchemyError as error:
-            raise MirageError(f"the progress database {self.url.render_as_string(hide_password=True)} cannot be "
-                              f"used: {_reason(error)}") from None
+            raise MirageError(f"the progress database {self.where} cannot be used: {_reason(error)}") from None
 
     @property
     def where(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        """The database as a person writes it: no password, and no SQLAlchemy driver name ("+psycopg")."""
+        return self.url.set(drivername=self.url.get_backend_name()).render_as_string(hide_password=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
