@@ -43,7 +43,8 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 MATCH_NOTE = ("Ranked by match (0–100): text search gathers cases from three channels — the image match (the joint "
               "image–text space), the caption's meaning and the caption's words — and a small model trained on "
               "tuning questions scores each from how its caption reads against your query and whether it is the "
-              "modality you named: 50 is even odds that it shows what you asked. Caption words that match your query are in bold.")
+              "modality you named: 50 is even odds that it shows what you asked. Caption words that match your "
+              "query are in bold.")
 SCORE_NOTE = ("Ranked by similarity in the joint image–text space (the cosine: 1 is identical), less a correction for "
               "'hub' images that resemble every query.")
 

@@ -2,8 +2,16 @@
 
 import streamlit as st
 
-from app_shared import (SCORE_NOTE, UPLOAD_TYPES, dual_search_vector, frame, generator_sizes, get_generator,
-                        read_upload, show_hits)
+from app_shared import (
+    SCORE_NOTE,
+    UPLOAD_TYPES,
+    dual_search_vector,
+    frame,
+    generator_sizes,
+    get_generator,
+    read_upload,
+    show_hits,
+)
 from mirage_core.display import inert
 from mirage_core.errors import MirageError
 from mirage_core.generation import GenerationRequest

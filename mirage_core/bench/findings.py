@@ -202,7 +202,7 @@ def fit_combiner(examples, strength: float = STRENGTH):
     from ..search import FEATURES, Fusion
 
     lists = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in examples]
-    lists = [(x, y / y.sum()) for x, y in lists if y.sum() > 0]  # a query none of whose candidates answers teaches nothing
+    lists = [(x, y / y.sum()) for x, y in lists if y.sum() > 0]  # a query with no answer among them teaches nothing
     dims = len(FEATURES)
 
     def listwise(weights):

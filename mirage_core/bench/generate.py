@@ -311,7 +311,8 @@ def bench_sizes(encoder, settings, folder=None, fidelity: int = 100, repeats: in
     count = max(len(cases), 1)
     figures = {kind: {"pixel classifier": round(pixel_hits[kind] / count, 3),
                       "encoder, full-size corpus": round(encoder_hits[kind] / count, 3),
-                      "detail vs real 128 px": round(_detail(np.stack(detail[kind])) / real_detail, 3) if cases else None}
+                      "detail vs real 128 px": (round(_detail(np.stack(detail[kind])) / real_detail, 3)
+                                                if cases else None)}
                for kind in kinds}
     models = {name: {"lcm4_s_per_image": round(float(np.median(timings[name])) / 1000 / 4, 3), **figures[name]}
               for name in sizes}

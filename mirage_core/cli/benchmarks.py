@@ -29,7 +29,7 @@ def register(commands) -> dict:
                        help="generate: the lite generator (MIRAGE_GENERATOR) at each size it draws, side by side (a "
                             "grown one: its own and its source's); --n held-out captions for fidelity")
     bench.add_argument("--tune", action="store_true",
-                       help="findings: also fit the fusion's combiner on the tuning queries (cross-validated over them)")
+                       help="findings: also fit the fusion's combiner on the tuning queries (cross-validated there)")
     bench.add_argument("--weights-dir", metavar="DIR",
                        help="findings: measure with lite heads trained without the measured cases (trained into DIR "
                             "on first use: the corpus' training split; for --tune, each training fold's complement)")

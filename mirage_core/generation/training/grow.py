@@ -97,7 +97,8 @@ def grown_vae(config: dict, source_vae) -> torch.nn.Module:
     expected = {n for n in missing if n.startswith(("encoder.down_blocks.0.", f"decoder.up_blocks.{depth}.",
                                                     f"decoder.up_blocks.{depth - 1}.upsamplers."))}
     if set(missing) != expected:
-        raise MirageError(f"the source VAE does not fit one stage inside the grown one: {sorted(set(missing) - expected)}")
+        raise MirageError("the source VAE does not fit one stage inside the grown one: "
+                          f"{sorted(set(missing) - expected)}")
     vae.register_to_config(scaling_factor=source_vae.config.scaling_factor)
     return vae
 
