@@ -124,7 +124,7 @@ def features(index: Index, found: Channels, pool: int = FUSION.pool) -> tuple[np
     words = np.maximum(found.word_scores[rows], 0.0)
     columns[:, 2] = words / words.max() if words.max() > 0 else 0.0
     if found.modalities:
-        columns[:, 3] = [index.records[row].modality in found.modalities for row in rows]
+        columns[:, 3] = np.isin(index.modalities[rows], found.modalities)
     if found.region != UNKNOWN:
         columns[:, 4] = [index.records[row].region == found.region for row in rows]
     columns[:, 5] = index.lexical.coverage(sorted(found.stems), rows)

@@ -194,41 +194,35 @@ def fit_combiner(examples, strength: float = STRENGTH):
        only with those of their own query, which is what a ranking needs: a logistic regression over every
        query's candidates pooled (the previous fit) mixed a per-query feature such as "the modality the query
        names" with each query's base rate, and left it at 0.
-    2. The match: a scale and a bias for that score, by class-balanced logistic regression over the candidates
-       pooled, so that the 0–100 match is a probability (50 is even odds). The scale is positive: the order stays.
+    2. The match: a scale and a bias for that score, by scikit-learn's class-balanced logistic regression over the
+       candidates pooled, so that the 0–100 match is a probability (50 is even odds). The scale is positive: the
+       order stays.
     """
     from scipy.optimize import minimize
+    from sklearn.linear_model import LogisticRegression
 
     from ..search import FEATURES, Fusion
 
-    lists = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in examples]
-    lists = [(x, y / y.sum()) for x, y in lists if y.sum() > 0]  # a query with no answer among them teaches nothing
-    dims = len(FEATURES)
+    examples = [(np.asarray(x, dtype=np.float64), np.asarray(answers, dtype=bool)) for x, answers in examples]
+    targets = [(x, answers / answers.sum()) for x, answers in examples if answers.any()]  # else nothing to learn
 
     def listwise(weights):
         value, gradient = weights @ weights / (2 * strength), weights / strength
-        for x, target in lists:
+        for x, target in targets:
             scores = x @ weights
             log_softmax = scores - np.logaddexp.reduce(scores)
             value -= target @ log_softmax
             gradient -= x.T @ (target - np.exp(log_softmax))
         return value, gradient
 
+    dims = len(FEATURES)
     weights = minimize(listwise, np.zeros(dims), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * dims).x
-    score = np.concatenate([np.asarray(x, dtype=np.float64) @ weights for x, _ in examples])
-    y = np.concatenate([np.asarray(answers) for _, answers in examples]).astype(bool)
-    sign = np.where(y, 1.0, -1.0)
-    balance = np.where(y, len(y) / (2 * max(y.sum(), 1)), len(y) / (2 * max((~y).sum(), 1)))
-
-    def calibration(parameters):
-        margin = sign * (parameters[0] * score + parameters[1])
-        pulled = -sign * balance / (1.0 + np.exp(margin))
-        return (balance * np.logaddexp(0.0, -margin)).sum(), np.array([pulled @ score, pulled.sum()])
-
-    scale, bias = minimize(calibration, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
-                           bounds=[(1e-6, None), (None, None)]).x
-    return Fusion(weights={name: round(float(scale * w), 3) for name, w in zip(FEATURES, weights)},
-                  bias=round(float(bias), 3))
+    score = np.concatenate([x @ weights for x, _ in examples])[:, None]
+    calibration = LogisticRegression(C=np.inf, class_weight="balanced").fit(
+        score, np.concatenate([answers for _, answers in examples]))
+    scale = max(float(calibration.coef_[0, 0]), 1e-6)  # positive, so the order stays that of the ranking step
+    return Fusion(weights={name: round(scale * float(w), 3) for name, w in zip(FEATURES, weights)},
+                  bias=round(float(calibration.intercept_[0]), 3))
 
 
 def _ranked(rows, columns, fusion) -> np.ndarray:
